@@ -1,0 +1,102 @@
+"""Leftovers of runs that could not clean up after themselves.
+
+Every service process group and scratch directory the harness creates is
+recorded as a small JSON file under ``<cache>/live/`` and removed again when it
+is cleaned up. A run killed with SIGKILL cannot do that, so ``model-chaos clean``
+reads those files and removes what they name, together with any container
+labelled ``model-chaos.run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def _live_dir() -> Path:
+    from harness.run import cache_dir
+
+    return cache_dir() / "live"
+
+
+def track(kind: str, **info: object) -> Path:
+    """Record a process group or directory the harness must remove later."""
+    directory = _live_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    entry = directory / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.json"
+    entry.write_text(json.dumps({"kind": kind, "owner": os.getpid(), **info}))
+    return entry
+
+
+def untrack(entry: Path) -> None:
+    entry.unlink(missing_ok=True)
+
+
+def clean(run_id: str | None = None) -> list[str]:
+    """Remove leftovers of runs whose harness process is gone; return what it did.
+
+    Entries whose owner process still runs belong to a live run and are kept.
+    """
+    done = []
+    directory = _live_dir()
+    for entry in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+        info = json.loads(entry.read_text())
+        if _alive(int(info["owner"])):
+            continue
+        if run_id is not None and info.get("run_id") not in (None, run_id):
+            continue
+        done.append(_remove(info))
+        untrack(entry)
+    done += _clean_containers(run_id)
+    return done
+
+
+def _remove(info: dict[str, object]) -> str:
+    if info["kind"] == "process":
+        pgid = int(str(info["pgid"]))
+        if _is_service(pgid):
+            os.killpg(pgid, signal.SIGKILL)
+            return f"killed service process group {pgid}"
+        return f"service process group {pgid} was already gone"
+
+    path = Path(str(info["path"]))
+    shutil.rmtree(path, ignore_errors=True)
+    return f"removed {path}"
+
+
+def _is_service(pid: int) -> bool:
+    # A recycled pid may now belong to an unrelated program; kill only ours.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"target_service" in cmdline
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_containers(run_id: str | None) -> list[str]:
+    try:
+        from harness.targets.docker import clean as clean_containers
+    except ImportError:
+        return []
+    try:
+        return [f"removed container {name}" for name in clean_containers(run_id)]
+    except Exception as err:  # no engine here is not an error for `clean`
+        logger.info("containers not cleaned: %s", err)
+        return [f"containers not checked: {err}"]

@@ -1,0 +1,221 @@
+"""The reference service as a local process, started with the harness's interpreter."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import requests
+
+from harness.cleanup import track, untrack
+from harness.errors import TargetError, TargetNotReady
+from harness.targets.base import Target, TargetConfig
+from harness.timeline import Timeline
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two looks at /health while waiting for the service to come up.
+_READY_POLL = 0.05
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    The port is released before the service binds it, so another program could
+    take it in between; :meth:`ProcessTarget.start` then sees the service exit
+    and reports it with the service's own log line.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ProcessTarget(Target):
+    """Runs ``python -m target_service`` in its own process group.
+
+    The process group lets the harness pause, resume and kill the service
+    together with its validation processes, as ``docker pause`` would freeze
+    a whole container.
+    """
+
+    kind = "process"
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        timeline: Timeline | None = None,
+        *,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(config, timeline)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path = config.log_dir / "target.log"
+        self._log_handle: IO[bytes] | None = None
+        self._starts = 0
+        self._last_exit: int | None = None
+        self._paused = False
+        self._tracked: Path | None = None
+        self._exit_recorded_for: int | None = None
+
+    def command(self) -> list[str]:
+        key = str(self.config.hmac_key_file) if self.config.hmac_key_file else None
+        args = self.config.service_args(str(self.config.model_dir), key)
+        return [sys.executable, "-m", "target_service", "--port", str(self.port), *args]
+
+    def start(self) -> None:
+        if self.running:
+            raise TargetError(f"the service already runs as pid {self._pid()}")
+
+        self.config.log_dir.mkdir(parents=True, exist_ok=True)
+        if self._log_handle is None:
+            # One handle for every run of the service, closed in close().
+            self._log_handle = open(self._log_path, "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.config.env}
+        self._process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self._starts += 1
+        self._paused = False
+        if self._tracked is not None:
+            untrack(self._tracked)
+        self._tracked = track("process", pgid=self._process.pid)
+        self._record("target_started", pid=self._process.pid)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout
+        while time.monotonic() < deadline:
+            code = self._poll()
+            if code is not None:
+                self._record("target_not_ready", exit_code=code)
+                raise TargetNotReady(
+                    f"the service exited with status {code} before it answered "
+                    f"/health; its log ends with:\n{self._log_tail()}",
+                    target=self.kind,
+                )
+            if self._answers():
+                self._record("target_ready", pid=self._pid())
+                return
+            time.sleep(_READY_POLL)
+
+        self._record("target_not_ready", timeout=self.config.startup_timeout)
+        raise TargetNotReady(
+            f"the service did not answer {self.url}/health within "
+            f"{self.config.startup_timeout:.0f} s; its log ends with:\n"
+            f"{self._log_tail()}",
+            target=self.kind,
+        )
+
+    def _answers(self) -> bool:
+        try:
+            response = self._http.get(f"{self.url}/health", timeout=1.0)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._process is None or self._poll() is not None:
+            return
+        self._signal_group(signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        self._signal_group(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("service pid %s ignored SIGTERM; killing it", self._pid())
+            self._signal_group(signal.SIGKILL)
+            self._process.wait()
+        self._reap_group()
+        self._record("target_stopped", exit_code=self._poll())
+
+    def kill(self) -> None:
+        if self._process is None or self._poll() is not None:
+            return
+        self._signal_group(signal.SIGKILL)
+        self._process.wait()
+        self._record("target_killed", exit_code=self._poll())
+
+    def pause(self) -> None:
+        self._signal_group(signal.SIGSTOP)
+        self._paused = True
+        self._record("target_paused")
+
+    def unpause(self) -> None:
+        self._signal_group(signal.SIGCONT)
+        self._paused = False
+        self._record("target_unpaused")
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._poll()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._poll() is None
+
+    @property
+    def restart_count(self) -> int:
+        return max(self._starts - 1, 0)
+
+    def logs(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def close(self) -> None:
+        if self._process is not None and self._poll() is None:
+            self._signal_group(signal.SIGKILL)
+            self._process.wait()
+        self._reap_group()
+        if self._tracked is not None:
+            untrack(self._tracked)
+            self._tracked = None
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        self._http.close()
+
+    def _poll(self) -> int | None:
+        if self._process is None:
+            return self._last_exit
+        code = self._process.poll()
+        if code is not None and self._exit_recorded_for != self._process.pid:
+            # Each process's exit is recorded once, even when two runs end alike.
+            self._exit_recorded_for = self._process.pid
+            self._last_exit = code
+            self._record("target_exited", exit_code=code)
+        return code
+
+    def _pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        pid = self._pid()
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _reap_group(self) -> None:
+        # Validation processes forked by the service share its process group;
+        # they must not outlive it, whatever state it died in.
+        self._signal_group(signal.SIGKILL)
+
+    def _log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.logs().splitlines()[-lines:])

@@ -1,0 +1,100 @@
+"""What the whole scenario suite finds for each loader of the reference service.
+
+These runs keep the harness honest: if a fault injector or a check stopped
+working, the weak loaders would pass and these tests would fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import failed_checks, latest_report, model_chaos
+
+SEED = "20261204"
+
+# The basic and naive runs share one worker so that the basic run happens once.
+pytestmark = pytest.mark.xdist_group("loader-outcomes")
+
+
+def run_suite(loader: str, report_dir: Path) -> tuple[int, dict[str, Any]]:
+    result = model_chaos(
+        "run",
+        "--loader",
+        loader,
+        "--seed",
+        SEED,
+        "-n",
+        "2",
+        "--report-dir",
+        str(report_dir),
+    )
+    return result.returncode, latest_report(report_dir)
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
+    return run_suite("basic", tmp_path_factory.mktemp("basic"))
+
+
+@pytest.mark.xdist_group("hardened-outcome")
+def test_hardened_passes_every_scenario(tmp_path: Path) -> None:
+    code, report = run_suite("hardened", tmp_path)
+
+    failed = failed_checks(report)
+    outcomes = {entry["name"]: entry["outcome"] for entry in report["scenarios"]}
+    assert failed == {}
+    assert set(outcomes.values()) == {"passed"}, outcomes
+    assert code == 0
+
+
+def test_basic_exits_1(basic: tuple[int, dict[str, Any]]) -> None:
+    code, _ = basic
+
+    assert code == 1
+
+
+# Each weakness of the basic loader, and where the suite must find it.
+BASIC_WEAKNESSES = [
+    ("format_damage[child_out_of_range]", "stayed_up"),
+    ("format_damage[child_loop]", "stayed_up"),
+    ("format_damage[attribute_removed]", "stayed_up"),
+    ("format_damage[leaf_values]", "no_silent_corruption"),
+    ("self_heal", "recovered"),
+    ("torn_write_reload", "recovered"),
+    ("restart_half_written", "recovered"),
+    ("malicious_pickle[alone]", "no_code_execution"),
+    ("malicious_pickle[forged_manifest]", "no_code_execution"),
+    ("version_mismatch[linear]", "version_mismatch_reported"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "check"), BASIC_WEAKNESSES)
+def test_basic_weakness_found(
+    basic: tuple[int, dict[str, Any]], scenario: str, check: str
+) -> None:
+    _, report = basic
+
+    assert check in failed_checks(report).get(scenario, set())
+
+
+def test_basic_failures_carry_replay(basic: tuple[int, dict[str, Any]]) -> None:
+    _, report = basic
+
+    for entry in report["scenarios"]:
+        if entry["outcome"] == "failed":
+            assert entry["replay"].startswith("model-chaos run --target process")
+            assert f"--seed {entry['seed']}" in entry["replay"]
+
+
+def test_naive_fails_more_than_basic(
+    basic: tuple[int, dict[str, Any]], tmp_path: Path
+) -> None:
+    code, naive = run_suite("naive", tmp_path)
+
+    def failing(report: dict[str, Any]) -> int:
+        return sum(e["outcome"] in ("failed", "error") for e in report["scenarios"])
+
+    assert code == 1
+    assert failing(naive) > failing(basic[1])

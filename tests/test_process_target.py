@@ -1,0 +1,155 @@
+"""The process target against the real reference service."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.errors import TargetNotReady
+from harness.models import ModelSet
+from harness.targets.base import TargetConfig
+from harness.targets.process import ProcessTarget
+from harness.timeline import Timeline
+
+
+def make_config(
+    tmp_path: Path, model_set: ModelSet, **overrides: object
+) -> TargetConfig:
+    model_dir = tmp_path / "models"
+    model_dir.mkdir(exist_ok=True)
+    key_file = tmp_path / "hmac.key"
+    key = secrets.token_bytes(32)
+    key_file.write_bytes(key)
+    model_set.populate(model_dir, key=key)
+    config = TargetConfig(
+        loader="hardened",
+        model_dir=model_dir,
+        log_dir=tmp_path / "logs",
+        hmac_key_file=key_file,
+        model_names=model_set.names,
+        startup_timeout=30.0,
+    )
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config
+
+
+@pytest.fixture
+def target(tmp_path: Path, model_set: ModelSet) -> Iterator[ProcessTarget]:
+    target = ProcessTarget(make_config(tmp_path, model_set), Timeline())
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_start_serves_health(target: ProcessTarget) -> None:
+    target.start()
+
+    body = target.health()
+
+    assert body is not None
+    assert body["status"] == "healthy"
+    assert target.running
+    assert target.exit_code is None
+
+
+def test_start_records_events(target: ProcessTarget) -> None:
+    target.start()
+
+    kinds = [event.kind for event in target.timeline.events]  # type: ignore[union-attr]
+
+    assert kinds[:2] == ["target_started", "target_ready"]
+
+
+def test_kill_reports_sigkill(target: ProcessTarget) -> None:
+    target.start()
+
+    target.kill()
+
+    assert not target.running
+    assert target.exit_code == -signal.SIGKILL
+
+
+def test_restart_keeps_url(target: ProcessTarget) -> None:
+    target.start()
+    url = target.url
+
+    target.restart()
+
+    assert target.url == url
+    assert target.restart_count == 1
+    assert target.health() is not None
+
+
+def test_pause_holds_requests(target: ProcessTarget) -> None:
+    target.start()
+
+    target.pause()
+    with pytest.raises(requests.Timeout):
+        requests.get(f"{target.url}/health", timeout=0.5)
+    target.unpause()
+
+    assert target.health() is not None
+
+
+def test_stop_while_paused(target: ProcessTarget) -> None:
+    target.start()
+    target.pause()
+
+    target.stop(timeout=5.0)
+
+    assert not target.running
+
+
+def test_close_leaves_no_process(target: ProcessTarget) -> None:
+    target.start()
+    pgid = target._pid()
+    assert pgid is not None
+
+    target.close()
+    target.close()
+
+    assert not group_alive(pgid)
+
+
+def test_exit_before_ready(tmp_path: Path, model_set: ModelSet) -> None:
+    config = make_config(tmp_path, model_set, model_dir=tmp_path / "missing")
+    target = ProcessTarget(config, Timeline())
+
+    try:
+        with pytest.raises(TargetNotReady, match="exited with status 2"):
+            target.start()
+    finally:
+        target.close()
+
+    assert target.exit_code == 2
+
+
+def test_not_ready_within_timeout(tmp_path: Path, model_set: ModelSet) -> None:
+    config = make_config(tmp_path, model_set, startup_timeout=0.2)
+    target = ProcessTarget(config, Timeline())
+
+    started = time.monotonic()
+    try:
+        with pytest.raises(TargetNotReady, match="did not answer"):
+            target.start()
+    finally:
+        target.close()
+
+    assert time.monotonic() - started < 10
