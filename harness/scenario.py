@@ -99,7 +99,9 @@ class Scenario:
         self._tracked = track("directory", path=str(self.work_dir))
         self.model_dir = self.work_dir / "models"
         self.model_dir.mkdir()
-        self.key = secrets.token_bytes(32)
+        # A text key, so that no byte of it looks like the line ending the
+        # service strips from key files.
+        self.key = secrets.token_hex(32).encode()
         self.key_file = self.work_dir / "hmac.key"
         self.key_file.write_bytes(self.key)
         # A container's non-root user must be able to read what the host writes,

@@ -211,12 +211,15 @@ def parse_manifest(raw: bytes, source: Path) -> Manifest:
 
 
 def read_key_file(path: Path) -> bytes:
-    """Read an HMAC key from ``path``, without the whitespace that ends most files.
+    """Read an HMAC key from ``path``, without the line ending that ends most files.
 
-    Raises :class:`OSError` when the file cannot be read and :class:`ValueError`
-    when it contains no key.
+    Only a trailing CR or LF is removed: any other byte belongs to the key, so a
+    key made of random bytes survives as long as it does not end in one of
+    those. Write keys as text (for example hex) to be safe. Raises
+    :class:`OSError` when the file cannot be read and :class:`ValueError` when
+    it contains no key.
     """
-    key = path.read_bytes().strip()
+    key = path.read_bytes().rstrip(b"\r\n")
     if not key:
         raise ValueError(f"HMAC key file {path} is empty")
     return key

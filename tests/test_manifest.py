@@ -217,6 +217,13 @@ def test_read_key_file_strips_newline(tmp_path: Path) -> None:
     assert read_key_file(key_file) == b"secret-key"
 
 
+def test_read_key_file_keeps_other_whitespace(tmp_path: Path) -> None:
+    key_file = tmp_path / "hmac.key"
+    key_file.write_bytes(b" \tkey with spaces\t \n")
+
+    assert read_key_file(key_file) == b" \tkey with spaces\t "
+
+
 def test_read_key_file_empty(tmp_path: Path) -> None:
     key_file = tmp_path / "hmac.key"
     key_file.write_bytes(b"\n")
