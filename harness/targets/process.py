@@ -212,10 +212,38 @@ class ProcessTarget(Target):
         except ProcessLookupError:
             pass
 
-    def _reap_group(self) -> None:
+    def _reap_group(self, timeout: float = 5.0) -> None:
         # Validation processes forked by the service share its process group;
         # they must not outlive it, whatever state it died in.
-        self._signal_group(signal.SIGKILL)
+        pgid = self._pid()
+        if pgid is None:
+            return
+        deadline = time.monotonic() + timeout
+        while living_group_members(pgid):
+            self._signal_group(signal.SIGKILL)
+            if time.monotonic() > deadline:
+                logger.error("process group %s survived SIGKILL", pgid)
+                return
+            time.sleep(0.01)
 
     def _log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.logs().splitlines()[-lines:])
+
+
+def living_group_members(pgid: int) -> list[int]:
+    """Return the pids of process group ``pgid`` that are not zombies.
+
+    A killed process whose parent died first waits as a zombie until init reaps
+    it, and some init programs never do; a zombie holds no memory, files or
+    ports, so it does not count as left running.
+    """
+    members = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            members.append(int(stat_file.parent.name))
+    return members
