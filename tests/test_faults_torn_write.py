@@ -71,7 +71,7 @@ def test_hold_until_condition(old_file: Path) -> None:
     assert held
     assert size_while_held == 10
     assert event.params["held_until_condition"] is True
-    assert 0.15 <= event.params["hold_seconds"] < 5.0
+    assert event.params["hold_seconds"] >= 0.15
     assert event.t_end - event.t_start >= 0.15
 
 

@@ -117,12 +117,6 @@ def test_health_reports_models(
     assert entry["loaded_at"] is not None
 
 
-def test_startup_time_bounded(good_service: ServiceProcess) -> None:
-    # A generous bound: about 3 s on an idle 2-core machine.
-    assert good_service.startup_seconds is not None
-    assert good_service.startup_seconds < 30
-
-
 def test_predict_default_model(
     good_service: ServiceProcess, sources: dict[str, Path]
 ) -> None:
@@ -477,13 +471,10 @@ def test_basic_endless_loop_blocks_one_thread(
 
     with pytest.raises(requests.Timeout):
         service.predict(canary_rows(1), timeout=1.0)
-    started = time.monotonic()
     health = service.health()
-    answered = time.monotonic() - started
     other = service.predict(canary_rows(1), model="champion_model")
 
     assert health["models"]["global_model"]["tier"] == "primary"
-    assert answered < 1.0
     assert other.status_code == 200
     assert service.terminate() == 0
     assert "exiting with 1 worker threads still busy" in service.logs()
