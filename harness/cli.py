@@ -41,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("model-chaos: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`model-chaos list | head`).
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,15 +59,31 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the fault scenarios and write a report")
-    run.add_argument("--target", choices=("process", "docker"), default="process")
-    run.add_argument("--loader", choices=LOADERS, default="hardened")
+    run.add_argument(
+        "--target",
+        choices=("process", "docker"),
+        default="process",
+        help="run the reference service as a local process (default) or a "
+        "Docker container",
+    )
+    run.add_argument(
+        "--loader",
+        choices=LOADERS,
+        default="hardened",
+        help="model loader of the reference service (default: hardened)",
+    )
     run.add_argument(
         "--models",
         metavar="DIR",
         help="directory with global_model.pkl and/or champion_model.pkl to test "
         "instead of the built-in models",
     )
-    run.add_argument("--report-dir", metavar="DIR", default="reports")
+    run.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        default="reports",
+        help="directory that receives <run-id>/ and the latest link (default: reports)",
+    )
     run.add_argument("--seed", type=int, help="seed of the run (default: random)")
     run.add_argument(
         "--repeat", type=int, default=1, metavar="N", help="run each scenario N times"
@@ -72,10 +92,24 @@ def _parser() -> argparse.ArgumentParser:
         "-k", dest="keyword", metavar="EXPR", help="select scenarios by name"
     )
     run.add_argument(
-        "-n", dest="workers", metavar="WORKERS", help="run scenarios in parallel"
+        "-n",
+        dest="workers",
+        metavar="WORKERS",
+        help="run scenarios in this many parallel workers (pytest-xdist), or auto",
     )
-    run.add_argument("--recover-within", type=float, metavar="SECONDS")
-    run.add_argument("--request-latency", type=float, metavar="SECONDS")
+    run.add_argument(
+        "--recover-within",
+        type=float,
+        metavar="SECONDS",
+        help="time the target has to report healthy after a valid file is "
+        "published (default: 10)",
+    )
+    run.add_argument(
+        "--request-latency",
+        type=float,
+        metavar="SECONDS",
+        help="bound on the latency of one predict request (default: 2)",
+    )
     run.add_argument(
         "pytest_args",
         nargs="*",

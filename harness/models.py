@@ -26,7 +26,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import sklearn
 
 import models
 import models.train
@@ -291,7 +290,7 @@ def builtin_model_set(cache_dir: Path) -> ModelSet:
 def _cache_key() -> str:
     source = Path(models.train.__file__).read_bytes()
     digest = hashlib.sha256()
-    for part in (sklearn.__version__, np.__version__, joblib.__version__):
+    for part in (models.train.sklearn_version(), np.__version__, joblib.__version__):
         digest.update(part.encode() + b"\0")
     digest.update(source)
     return digest.hexdigest()[:16]
@@ -367,7 +366,7 @@ def _known_from_entry(key: str, entry: dict[str, Any], directory: Path) -> Known
         probabilities=entry["probabilities"],
         predictions=entry["predictions"],
         sklearn_version=entry["sklearn_version"],
-        foreign=entry["sklearn_version"] != sklearn.__version__,
+        foreign=entry["sklearn_version"] != models.train.sklearn_version(),
         numpy_version=entry["numpy_version"],
         joblib_version=entry["joblib_version"],
         python_version=entry["python_version"],
@@ -444,7 +443,7 @@ def _add_user_model(
     # the sha256 in /health can tell v1, v2 and a copied backup apart.
     v2 = _store(out / f"{name}.v2.pkl", _dump_with_other_protocol(model, data))
     model_set.known[f"{name}@v2"] = _user_known(
-        name, "v2", v2, model, inputs, sklearn.__version__
+        name, "v2", v2, model, inputs, models.train.sklearn_version()
     )
 
     backup_source = directory / f"{name}.pkl.backup"
@@ -481,23 +480,23 @@ def _load_user_model(path: Path, data: bytes) -> tuple[Any, str]:
         except Exception as err:
             raise UsageError(
                 f"cannot load model file {path} with scikit-learn "
-                f"{sklearn.__version__}: {type(err).__name__}: {err}"
+                f"{models.train.sklearn_version()}: {type(err).__name__}: {err}"
             ) from err
 
-    pickled_by = sklearn.__version__
+    pickled_by = models.train.sklearn_version()
     for warning in caught:
         original = getattr(warning.message, "original_sklearn_version", None)
         if original is not None:
             pickled_by = str(original)
         else:
             logger.warning("loading %s: %s", path, warning.message)
-    if pickled_by != sklearn.__version__:
+    if pickled_by != models.train.sklearn_version():
         logger.warning(
             "%s was pickled by scikit-learn %s, not the running %s; a loader that "
             "checks versions rejects it",
             path,
             pickled_by,
-            sklearn.__version__,
+            models.train.sklearn_version(),
         )
 
     missing = [
@@ -560,7 +559,7 @@ def _user_known(
         probabilities=outputs["probabilities"],
         predictions=outputs["predictions"],
         sklearn_version=pickled_by,
-        foreign=pickled_by != sklearn.__version__,
+        foreign=pickled_by != models.train.sklearn_version(),
         # NOTE: a user's file does not record which numpy and joblib wrote it, so
         # the manifest gets the versions running here.
         numpy_version=running["numpy_version"],

@@ -26,18 +26,16 @@ import json
 import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
-import sklearn
-from sklearn.datasets import load_breast_cancer
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported inside the functions that train, because importing it
+# takes seconds and the harness reads this module's constants on every start.
 
 REFERENCE_FILE = "reference.json"
 REFERENCE_FORMAT = 1
@@ -68,8 +66,15 @@ LOGISTIC_SETTINGS: dict[str, dict[str, float]] = {
 MIN_DIFFERENCE = 1e-3
 
 
+def sklearn_version() -> str:
+    """Return the installed scikit-learn version without importing it."""
+    return metadata.version("scikit-learn")
+
+
 def load_data() -> tuple[np.ndarray, np.ndarray]:
     """Return the breast cancer features (569 x 30) and labels (0 malignant)."""
+    from sklearn.datasets import load_breast_cancer
+
     data = load_breast_cancer()
     return np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
 
@@ -82,6 +87,11 @@ def canary_inputs() -> list[list[float]]:
 
 def build_model(name: str, version: str) -> Any:
     """Return the unfitted estimator of one model and version."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if name == "global_model":
         return RandomForestClassifier(n_jobs=1, **FOREST_SETTINGS[version])
     if name == "champion_model":
@@ -106,7 +116,7 @@ def model_class(model: Any) -> str:
 def library_versions() -> dict[str, str]:
     """Return the versions of the libraries that pickle the models here."""
     return {
-        "sklearn_version": sklearn.__version__,
+        "sklearn_version": sklearn_version(),
         "numpy_version": np.__version__,
         "joblib_version": joblib.__version__,
         "python_version": platform.python_version(),
