@@ -43,6 +43,10 @@ TargetFactory = Callable[[TargetConfig, Timeline], Target]
 # that polls at all looks within a few of its poll intervals.
 HOLD_TIMEOUT = 5.0
 
+# Poll intervals a torn write is held for when the target exposes no load
+# counter to wait on.
+NO_COUNTER_POLLS = 5
+
 
 class ChecksFailed(AssertionError):
     """One or more checks of a scenario did not hold."""
@@ -389,6 +393,9 @@ class TornWriteControl:
         makes no attempt, and the hold ends after ``HOLD_TIMEOUT`` seconds.
         """
         threshold = 1 if after_restart else self.before + 1
+        if self._counter_missing():
+            return self._hold_without_counter()
+
         body = self.scenario.wait_for_health(
             lambda b: _attempts(b, self.model) >= threshold, HOLD_TIMEOUT
         )
@@ -408,6 +415,23 @@ class TornWriteControl:
             tier_while_torn=state.get("tier"),
         )
         return True
+
+
+    def _counter_missing(self) -> bool:
+        body = self.scenario.wait_for_health(lambda b: True, HOLD_TIMEOUT)
+        return body is not None and load_attempts(body, self.model) is None
+
+    def _hold_without_counter(self) -> bool:
+        # Without a counter nothing proves that the target looked at the file;
+        # holding for several of its poll intervals makes a look very likely.
+        seconds = NO_COUNTER_POLLS * self.scenario.settings.poll_interval
+        time.sleep(seconds)
+        self.evidence.update(
+            load_attempt_seen=False,
+            note=f"the target reports no load_attempts; held the half-written "
+            f"file for {seconds:.1f} s ({NO_COUNTER_POLLS} poll intervals)",
+        )
+        return False
 
 
 def _attempts(body: dict[str, Any] | None, model: str) -> int:

@@ -47,6 +47,16 @@ def test_hardened_passes_every_scenario(tmp_path: Path) -> None:
     assert failed == {}
     assert set(outcomes.values()) == {"passed"}, outcomes
     assert code == 0
+    for name in ("torn_write_reload", "restart_half_written"):
+        torn = torn_write_fault(report, name)
+        assert torn["params"]["load_attempt_seen"] is True
+        assert "update in progress" in torn["params"]["service_error"]
+
+
+def torn_write_fault(report: dict[str, Any], name: str) -> dict[str, Any]:
+    (entry,) = [e for e in report["scenarios"] if e["name"] == name]
+    (fault,) = [f for f in entry["faults"] if f["kind"] == "torn_write"]
+    return dict(fault)
 
 
 def test_basic_exits_1(basic: tuple[int, dict[str, Any]]) -> None:
@@ -77,6 +87,16 @@ def test_basic_weakness_found(
     _, report = basic
 
     assert check in failed_checks(report).get(scenario, set())
+
+
+def test_basic_loads_half_written_file(basic: tuple[int, dict[str, Any]]) -> None:
+    _, report = basic
+
+    torn = torn_write_fault(report, "restart_half_written")
+
+    assert torn["params"]["load_attempt_seen"] is True
+    assert torn["params"]["service_error"].startswith("global_model.pkl: ")
+    assert torn["params"]["tier_while_torn"] == "backup"
 
 
 def test_basic_failures_carry_replay(basic: tuple[int, dict[str, Any]]) -> None:

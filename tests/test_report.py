@@ -119,7 +119,11 @@ def failed_scenario(repeat: int = 0) -> ScenarioRecord:
                 "t_start": 1.05,
                 "t_end": 1.6,
                 "path": "/tmp/models/global_model.pkl",
-                "params": {"offset": 4096},
+                "params": {
+                    "split": 4096,
+                    "load_attempt_seen": True,
+                    "service_error": "global_model.pkl: update in progress",
+                },
                 "note": "held half-written until load_attempts went up",
                 "downtime": False,
                 "saved_files": ["/tmp/artifacts/00-torn_write-global_model.pkl"],
@@ -423,13 +427,21 @@ def test_unwritable_report_dir(tmp_path: Path) -> None:
 def test_summary_with_repeats(tmp_path: Path) -> None:
     records = [failed_scenario(0), failed_scenario(1), failed_scenario(2)]
     records[1].outcome = "passed"
+    records[2].faults[0]["params"]["load_attempt_seen"] = False
+    for seed, record in enumerate(records, start=7):
+        record.seed = seed
     records += [passed_scenario(0), passed_scenario(1), passed_scenario(2)]
     run = run_record(repeat=3)
     summary = summarize(run, records)
 
     assert summary["by_scenario"] == {
-        "torn_write_reload": {"passed": 1, "repeats": 3},
-        "truncate[0]": {"passed": 3, "repeats": 3},
+        "torn_write_reload": {
+            "passed": 1,
+            "repeats": 3,
+            "failed_seeds": [7, 9],
+            "reproduced": 2,
+        },
+        "truncate[0]": {"passed": 3, "repeats": 3, "failed_seeds": []},
     }
     assert summary["passed"] == 4
     assert summary["failed"] == 2
@@ -443,7 +455,8 @@ def test_summary_with_repeats(tmp_path: Path) -> None:
         "torn_write_reload repeat 2",
     ]
     text = (run_dir / "report.md").read_text()
-    assert "| torn_write_reload | 1 | 3 |" in text
+    assert "| torn_write_reload | 1/3 | 2/3 | 7, 9 |" in text
+    assert "| truncate[0] | 3/3 | - | - |" in text
 
 
 def test_summary_without_repeats() -> None:

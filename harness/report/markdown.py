@@ -74,12 +74,25 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
     ]
     by_scenario = summary.get("by_scenario")
     if by_scenario:
-        lines += ["", "| scenario | passed | repeats |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            "| scenario | passed | race reproduced | seeds that failed |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, counts in by_scenario.items():
-            lines.append(
-                f"| {_cell(name)} | {counts['passed']} | {counts['repeats']} |"
-            )
+            lines.append(_repeat_row(name, counts))
     return "\n".join(lines)
+
+
+def _repeat_row(name: str, counts: dict[str, Any]) -> str:
+    repeats = counts["repeats"]
+    passed = f"{counts['passed']}/{repeats}"
+    race = counts.get("reproduced")
+    reproduced = "-" if race is None else f"{race}/{repeats}"
+    seeds = ", ".join(str(seed) for seed in counts["failed_seeds"][:20]) or "-"
+    if len(counts["failed_seeds"]) > 20:
+        seeds += f" and {len(counts['failed_seeds']) - 20} more"
+    return f"| {_cell(name)} | {passed} | {reproduced} | {seeds} |"
 
 
 def _versions(versions: dict[str, str]) -> str:

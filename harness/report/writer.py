@@ -67,7 +67,9 @@ def summarize(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> dict[str, 
     """Count the scenario records by outcome.
 
     With ``run.repeat`` above 1 the summary also gives, under ``by_scenario``,
-    each scenario name's passes out of its repeats.
+    each scenario name's passes out of its repeats, the seeds of the repeats
+    that did not pass, and for scenarios that stage a race, how many repeats
+    reproduced it (see :func:`reproduced`).
     """
     records = list(scenarios)
     counts = Counter(record.outcome for record in records)
@@ -75,13 +77,41 @@ def summarize(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> dict[str, 
     summary.update({outcome: counts.get(outcome, 0) for outcome in OUTCOMES})
 
     if run.repeat > 1:
-        by_scenario: dict[str, dict[str, int]] = {}
-        for record in records:
-            entry = by_scenario.setdefault(record.name, {"passed": 0, "repeats": 0})
-            entry["repeats"] += 1
-            entry["passed"] += record.outcome == "passed"
-        summary["by_scenario"] = by_scenario
+        summary["by_scenario"] = _by_scenario(records)
     return summary
+
+
+def _by_scenario(records: list[ScenarioRecord]) -> dict[str, dict[str, Any]]:
+    by_scenario: dict[str, dict[str, Any]] = {}
+    for record in records:
+        entry = by_scenario.setdefault(
+            record.name, {"passed": 0, "repeats": 0, "failed_seeds": []}
+        )
+        entry["repeats"] += 1
+        entry["passed"] += record.outcome == "passed"
+        if record.outcome in ("failed", "error"):
+            entry["failed_seeds"].append(record.seed)
+        race = reproduced(record)
+        if race is not None:
+            entry["reproduced"] = entry.get("reproduced", 0) + race
+    return by_scenario
+
+
+def reproduced(record: ScenarioRecord) -> bool | None:
+    """Return whether a scenario that stages a race reproduced it, else ``None``.
+
+    A torn write reproduces its race when the target attempted a load while
+    the file was half-written, which the fault records as ``load_attempt_seen``
+    together with the error the service reported for that attempt.
+    """
+    seen = [
+        fault["params"]["load_attempt_seen"]
+        for fault in record.faults
+        if "load_attempt_seen" in fault.get("params", {})
+    ]
+    if not seen:
+        return None
+    return all(seen)
 
 
 def build_report(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> dict[str, Any]:
