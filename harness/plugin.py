@@ -226,6 +226,11 @@ class _Reporter:
             return
         self.run.ended_at = _now_iso()
         records = sorted(self.records, key=lambda r: (r.name, r.repeat))
+        for record in records:
+            versions = record.metrics.get("target_versions")
+            if versions:
+                self.run.target_versions = dict(versions)
+                break
         report_dir = Path(self.config.option.report_dir)
         self.path = write_report(report_dir, self.run, records)
 

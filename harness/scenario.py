@@ -186,6 +186,7 @@ class Scenario:
             logger.warning("%s: the target did not become ready: %s", self.name, err)
             return False
 
+        self._record_target_versions()
         self.probe = Probe(
             self.target.url,
             self.timeline,
@@ -198,6 +199,13 @@ class Scenario:
 
     def health(self) -> dict[str, Any] | None:
         return self.target.health()
+
+    def _record_target_versions(self) -> None:
+        body = self.target.health() or {}
+        versions = {"target": self.target.kind, "loader": str(body.get("loader"))}
+        if "sklearn_version" in body:
+            versions["scikit-learn"] = str(body["sklearn_version"])
+        self.metrics["target_versions"] = versions
 
     def wait_for_health(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float
