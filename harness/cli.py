@@ -263,7 +263,7 @@ def _clean(args: argparse.Namespace) -> int:
 
 
 def _image_prune(args: argparse.Namespace) -> int:
-    from harness.images import prune_images
+    from harness.docker import prune_images
 
     for tag in prune_images():
         print(f"removed {tag}")
@@ -271,7 +271,7 @@ def _image_prune(args: argparse.Namespace) -> int:
 
 
 def _image_build(args: argparse.Namespace) -> int:
-    from harness.images import build_target_image
+    from harness.docker import build_target_image
 
     print(build_target_image())
     return EXIT_OK

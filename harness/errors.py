@@ -46,7 +46,7 @@ class ModelSetError(HarnessError):
 
 
 class DockerUnavailable(SetupError):
-    """No usable Docker engine: none answers, or it runs on another machine."""
+    """No usable Docker engine: none responds, or it runs on another machine."""
 
 
 class ImageBuildError(SetupError):
