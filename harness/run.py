@@ -109,8 +109,10 @@ class RunContext:
 
             run_id = self.run_id
 
-            def docker(config: TargetConfig, timeline: Timeline) -> Target:
-                return DockerTarget(config, timeline, run_id=run_id)
+            def docker(
+                config: TargetConfig, timeline: Timeline, **options: Any
+            ) -> Target:
+                return DockerTarget(config, timeline, run_id=run_id, **options)
 
             return docker
 

@@ -24,20 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import pytest
 
 from harness.checks import Bounds, CheckContext, CheckResult, Recovery, run_checks
 from harness.cleanup import track, untrack
-from harness.errors import TargetNotReady
+from harness.errors import HarnessError, TargetNotReady
 from harness.faults.torn_write import TornWrite, load_attempts
 from harness.models import ModelSet
 from harness.probe import Probe
 from harness.targets.base import Target, TargetConfig
 from harness.timeline import FaultEvent, Timeline, now
-from target_service.manifest import sign
+from target_service.manifest import sha256_bytes, sign
 
 logger = logging.getLogger(__name__)
 
-TargetFactory = Callable[[TargetConfig, Timeline], Target]
+TargetFactory = Callable[..., Target]
 
 # Seconds a torn write waits for a load attempt before it gives up; a loader
 # that polls at all looks within a few of its poll intervals.
@@ -125,6 +126,8 @@ class Scenario:
             validate_timeout=settings.validate_timeout,
             startup_timeout=settings.startup_timeout,
         )
+        self._config = config
+        self._target_factory = target_factory
         self.target = target_factory(config, self.timeline)
         self.probe: Probe | None = None
 
@@ -165,6 +168,16 @@ class Scenario:
             f"{known.sklearn_version}, with a signed manifest recording it",
         )
 
+    def treat_installed_as_foreign(self) -> None:
+        """Count every installed file as pickled by another scikit-learn.
+
+        For a target that runs other library versions than the harness, the
+        model set's own files are the foreign ones.
+        """
+        for path in self.model_dir.glob("*.pkl*"):
+            if path.is_file() and not path.name.endswith(".json"):
+                self.foreign_sha256.add(sha256_bytes(path.read_bytes()))
+
     def marker_path(self) -> Marker:
         """Return where a malicious pickle would leave its marker file."""
         host = self.model_dir / ".code-ran"
@@ -172,6 +185,22 @@ class Scenario:
         return Marker(host=host, in_target=self.target.path_in_target(host))
 
     # The target.
+
+    def require_target(self, kind: str, reason: str) -> None:
+        """Skip this scenario unless the run's target is of ``kind``."""
+        if self.target.kind != kind:
+            pytest.skip(f"needs --target {kind}: {reason}")
+
+    def use_target_options(self, **options: Any) -> None:
+        """Create the target again, before it starts, with target-specific options.
+
+        The Docker target takes, for example, ``restart_policy`` and ``pins``
+        (the library versions of the image it runs).
+        """
+        if self.target.running:
+            raise HarnessError("target options must be set before the target starts")
+        self.target.close()
+        self.target = self._target_factory(self._config, self.timeline, **options)
 
     def start(self) -> bool:
         """Start the target and the probe; return whether the target became ready.
@@ -423,7 +452,6 @@ class TornWriteControl:
             tier_while_torn=state.get("tier"),
         )
         return True
-
 
     def _counter_missing(self) -> bool:
         body = self.scenario.wait_for_health(lambda b: True, HOLD_TIMEOUT)
