@@ -81,6 +81,19 @@ def test_models_dir_missing_exits_2(tmp_path: Path) -> None:
     assert "not a directory" in result.stderr
 
 
+def test_docker_without_engine_exits_2(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/missing.sock"
+
+    result = model_chaos(
+        "run", "--target", "docker", "-k", "baseline", env={"DOCKER_HOST": url}
+    )
+
+    assert result.returncode == 2
+    assert f"no Docker engine answers at {url}" in result.stderr
+    assert "use --target process" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_repeat_zero_exits_2() -> None:
     result = model_chaos("run", "--repeat", "0")
 

@@ -410,10 +410,8 @@ def test_stop_while_paused(make_target: MakeTarget) -> None:
     target.start()
     target.pause()
 
-    started = time.monotonic()
     target.stop(timeout=10)
 
-    assert time.monotonic() - started < 10
     assert target.exit_code == 0
 
 
