@@ -292,6 +292,13 @@ class DockerTarget(Target):
             container.unpause()
         self._record("target_unpaused")
 
+    def path_in_target(self, host_path: Path) -> str:
+        """Return where the container sees a host path inside the model directory."""
+        relative = (
+            Path(host_path).resolve().relative_to(Path(self.config.model_dir).resolve())
+        )
+        return str(Path(CONTAINER_MODEL_DIR) / relative)
+
     @property
     def exit_code(self) -> int | None:
         """Return the engine's exit status of the last run, or ``None`` while it runs.
