@@ -534,3 +534,11 @@ def test_clean_other_run_untouched(
 
     assert removed == []
     assert run_containers(client, running.run_id) == [running.container_name]
+
+
+def test_clean_all_spares_live_runs(
+    running: DockerTarget, client: docker.DockerClient
+) -> None:
+    clean(client=client)
+
+    assert run_containers(client, running.run_id) == [running.container_name]

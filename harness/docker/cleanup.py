@@ -9,6 +9,7 @@ named volumes.
 from __future__ import annotations
 
 import logging
+import os
 
 import docker
 import requests
@@ -20,6 +21,9 @@ from harness.errors import TargetError
 logger = logging.getLogger(__name__)
 
 RUN_LABEL = "model-chaos.run"
+# The pid of the harness process that created the container: while it runs,
+# its containers are in use and `clean` leaves them alone.
+OWNER_LABEL = "model-chaos.owner"
 
 
 def run_filter(run_id: str | None) -> dict[str, str]:
@@ -32,6 +36,8 @@ def clean(
 ) -> list[str]:
     """Remove the containers of run ``run_id``, or of every run; return their names.
 
+    Without a run id, containers whose harness process still runs are in use
+    and are kept; a named run is removed whatever its state.
     Running containers are killed first. Raises
     :class:`~harness.errors.DockerUnavailable` when no engine responds and
     :class:`~harness.errors.TargetError` when the engine rejects a removal.
@@ -53,6 +59,8 @@ def _remove_containers(client: docker.DockerClient, run_id: str | None) -> list[
 
     removed = []
     for container in containers:
+        if run_id is None and _owner_alive(container.labels.get(OWNER_LABEL)):
+            continue
         try:
             # v=True also removes anonymous volumes, such as /models when a
             # container was started without its bind mount.
@@ -68,3 +76,15 @@ def _remove_containers(client: docker.DockerClient, run_id: str | None) -> list[
         logger.info("removed container %s", container.name)
         removed.append(str(container.name))
     return removed
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if owner is None or not owner.isdigit():
+        return False
+    try:
+        os.kill(int(owner), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

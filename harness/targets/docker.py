@@ -38,7 +38,7 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
 from harness.docker.base_image import DEFAULT_BASE_IMAGE
-from harness.docker.cleanup import RUN_LABEL, clean
+from harness.docker.cleanup import OWNER_LABEL, RUN_LABEL, clean
 from harness.docker.engine import connect
 from harness.docker.images import build_target_image
 from harness.docker.wheels import Pins
@@ -173,7 +173,11 @@ class DockerTarget(Target):
                 image,
                 command=self.config.service_args(CONTAINER_MODEL_DIR, key_file),
                 name=self.container_name,
-                labels={RUN_LABEL: self.run_id, "model-chaos.target": self.kind},
+                labels={
+                    RUN_LABEL: self.run_id,
+                    "model-chaos.target": self.kind,
+                    OWNER_LABEL: str(os.getpid()),
+                },
                 ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", self.port)},
                 volumes=volumes,
                 environment=dict(self.config.env),

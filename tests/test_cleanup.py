@@ -1,0 +1,96 @@
+"""model-chaos clean: leftovers of runs whose harness process is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cleanup import clean, track
+from harness.targets.process import living_group_members
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "model-chaos" / "live"
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def leftover(live: Path, name: str, **info: object) -> Path:
+    live.mkdir(parents=True, exist_ok=True)
+    entry = live / f"{name}.json"
+    entry.write_text(json.dumps({"owner": dead_pid(), **info}))
+    return entry
+
+
+def test_removes_leftover_directory(own_cache: Path, tmp_path: Path) -> None:
+    scratch = tmp_path / "model-chaos-left"
+    (scratch / "models").mkdir(parents=True)
+    entry = leftover(own_cache, "dir", kind="directory", path=str(scratch))
+
+    done = clean()
+
+    assert f"removed {scratch}" in done
+    assert not scratch.exists()
+    assert not entry.exists()
+
+
+def test_kills_leftover_service(own_cache: Path) -> None:
+    # The marker argument makes the command line look like the service's.
+    service = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "target_service"],
+        start_new_session=True,
+    )
+    try:
+        leftover(own_cache, "proc", kind="process", pgid=service.pid)
+
+        done = clean()
+        service.wait(timeout=10)
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+
+    assert f"killed service process group {service.pid}" in done
+    assert living_group_members(service.pid) == []
+
+
+def test_spares_unrelated_process(own_cache: Path) -> None:
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"],
+        start_new_session=True,
+    )
+    try:
+        leftover(own_cache, "proc", kind="process", pgid=other.pid)
+
+        done = clean()
+
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+    assert f"service process group {other.pid} was already gone" in done
+
+
+def test_keeps_entries_of_live_runs(own_cache: Path, tmp_path: Path) -> None:
+    scratch = tmp_path / "in-use"
+    scratch.mkdir()
+    entry = track("directory", path=str(scratch))
+
+    clean()
+
+    assert entry.exists()
+    assert scratch.exists()
+    assert json.loads(entry.read_text())["owner"] == os.getpid()
