@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError, UsageError
 from harness.targets.base import LOADERS
@@ -127,6 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--run-id", help="only this run's leftovers")
     clean.set_defaults(func=_clean)
 
+    _add_sweep_parser(commands)
+
     image = commands.add_parser("image", help="manage the cached target images")
     image_commands = image.add_subparsers(dest="image_command", required=True)
     prune = image_commands.add_parser("prune", help="remove the cached images")
@@ -134,6 +137,66 @@ def _parser() -> argparse.ArgumentParser:
     build = image_commands.add_parser("build", help="build the target image now")
     build.set_defaults(func=_image_build)
     return parser
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="damage copies of one model file in many ways and judge what a loader "
+        "does with each",
+        description="Damage copies of MODEL_FILE (truncated, bits flipped, damage "
+        "aimed at pickle opcodes, the compressed stream and NumPy arrays), run "
+        "each through a loader of the reference service in its own process, and "
+        "report which ones crashed, hung or were served with wrong predictions. "
+        "Exit status 0 when no copy was dangerous, 1 otherwise.",
+    )
+    sweep.add_argument("model_file", metavar="MODEL_FILE", help="joblib model file")
+    sweep.add_argument(
+        "--loader",
+        choices=LOADERS,
+        default="hardened",
+        help="loader whose handling is judged (default: hardened)",
+    )
+    sweep.add_argument(
+        "--flips",
+        type=int,
+        default=200,
+        metavar="N",
+        help="damaged copies of each drawn kind: bitflip, opcode, compressed and "
+        "array (default: 200)",
+    )
+    sweep.add_argument(
+        "--stride",
+        type=int,
+        metavar="K",
+        help="truncate the file at every K-th byte offset (default: the stride "
+        "that gives about 1000 offsets; 1 cuts at every offset)",
+    )
+    sweep.add_argument(
+        "--kinds",
+        default="truncate,bitflip,opcode,compressed,array",
+        metavar="KINDS",
+        help="comma-separated kinds of damage (default: "
+        "truncate,bitflip,opcode,compressed,array)",
+    )
+    sweep.add_argument(
+        "--seed", type=int, help="seed of the drawn damage (default: a new random seed)"
+    )
+    sweep.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="CPU seconds a phase of one case may use before it counts as a hang "
+        "(default: 20 times the undamaged file's, at least 0.2)",
+    )
+    sweep.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        default="reports",
+        help="directory that receives <run-id>/sweep.json and the latest link "
+        "(default: reports)",
+    )
+    sweep.set_defaults(func=_sweep)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -215,6 +278,69 @@ def _pytest_args(args: argparse.Namespace, run_id: str) -> list[str]:
     if args.request_latency is not None:
         pytest_args += ["--request-latency", str(args.request_latency)]
     return pytest_args + list(args.pytest_args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import random
+
+    from harness.report import point_latest
+    from harness.run import make_run_id
+    from harness.sweep import run_sweep
+    from harness.sweep.summary import render_summary
+
+    kinds = _sweep_kinds(args.kinds)
+    report_dir = _report_dir(args.report_dir)
+    seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+    run_id = make_run_id()
+
+    result = run_sweep(
+        Path(args.model_file),
+        loader=args.loader,
+        kinds=kinds,
+        flips=args.flips,
+        stride=args.stride,
+        seed=seed,
+        timeout=args.timeout,
+        out_dir=report_dir / run_id,
+    )
+    point_latest(report_dir, run_id)
+    print(render_summary(result))
+    return EXIT_FAILED if result.dangerous else EXIT_OK
+
+
+def _sweep_kinds(text: str) -> list[str]:
+    from harness.sweep import KINDS
+
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    for kind in kinds:
+        if kind not in KINDS:
+            raise UsageError(
+                f"--kinds: unknown kind {kind!r}; pass a comma-separated list of "
+                f"{', '.join(KINDS)}"
+            )
+    if not kinds:
+        raise UsageError(
+            f"--kinds {text!r}: no kind given; pass a comma-separated list of "
+            f"{', '.join(KINDS)}"
+        )
+    return kinds
+
+
+def _report_dir(path: str) -> Path:
+    report_dir = Path(path)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"--report-dir {report_dir}: cannot create it ({err.strerror}); pass a "
+            "directory you can write to"
+        ) from err
+    if not os.access(report_dir, os.W_OK):
+        raise UsageError(
+            f"--report-dir {report_dir}: not writable; pass a directory you can "
+            "write to"
+        )
+    return report_dir
 
 
 def _exit_status(code: int, args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import pytest
@@ -35,6 +35,9 @@ from harness.probe import Probe
 from harness.targets.base import Target, TargetConfig
 from harness.timeline import FaultEvent, Timeline, now
 from target_service.manifest import sha256_bytes, sign
+
+if TYPE_CHECKING:
+    from harness.sweep import SweepResult
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,9 @@ class Scenario:
         self.startup_error: str | None = None
         self.metrics: dict[str, Any] = {}
         self.saved_files: list[str] = []
+        # A scenario that runs a damage sweep stores its result here for the
+        # dangerous_files_rejected check.
+        self.sweep_result: SweepResult | None = None
 
         self.work_dir = Path(tempfile.mkdtemp(prefix="model-chaos-"))
         self._tracked = track("directory", path=str(self.work_dir))
@@ -378,6 +384,7 @@ class Scenario:
             exit_code=self.target.exit_code,
             logs=self.target.logs(),
             fault_started_at=first_fault,
+            sweep=self.sweep_result,
         )
         self.results = run_checks(list(checks), context)
         self.metrics["restart_count"] = self.target.restart_count

@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 import warnings
-from typing import Any
+from typing import Any, BinaryIO
 
 import joblib
 import sklearn
@@ -70,10 +70,19 @@ def load_model_bytes(data: bytes, version_match: str) -> Any:
     the pickling version is not allowed by ``version_match``. Raises
     :class:`LoadFailure`.
     """
+    return load_model_stream(io.BytesIO(data), version_match)
+
+
+def load_model_stream(stream: BinaryIO, version_match: str) -> Any:
+    """Unpickle a model from a binary stream, as :func:`load_model_bytes` does.
+
+    The stream is read from its current position; the version policy, the
+    interface check and the errors are those of :func:`load_model_bytes`.
+    """
     with _LOAD_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", category=_VERSION_WARNING)
         try:
-            model = joblib.load(io.BytesIO(data))
+            model = joblib.load(stream)
         except Exception as err:
             raise LoadFailure(LOAD_ERROR, describe_exception(err)) from err
 

@@ -815,7 +815,8 @@ def test_run_checks_unknown_name() -> None:
     assert str(caught.value) == (
         "unknown check 'stayed_upp', 'fast'; known checks: stayed_up, "
         "truthful_health, no_silent_corruption, recovered, "
-        "version_mismatch_reported, no_code_execution, latency_bound"
+        "version_mismatch_reported, no_code_execution, latency_bound, "
+        "dangerous_files_rejected"
     )
 
 

@@ -20,6 +20,7 @@ from harness.checks.correctness import (
 )
 from harness.checks.recovery import recovered
 from harness.checks.safety import no_code_execution
+from harness.checks.sweep import dangerous_files_rejected
 from harness.errors import HarnessError
 
 CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
@@ -30,6 +31,7 @@ CHECKS: dict[str, Callable[[CheckContext], CheckResult]] = {
     "version_mismatch_reported": version_mismatch_reported,
     "no_code_execution": no_code_execution,
     "latency_bound": latency_bound,
+    "dangerous_files_rejected": dangerous_files_rejected,
 }
 
 
@@ -54,6 +56,7 @@ __all__ = [
     "CheckContext",
     "CheckResult",
     "Recovery",
+    "dangerous_files_rejected",
     "latency_bound",
     "no_code_execution",
     "no_silent_corruption",

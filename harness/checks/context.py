@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.models import ModelSet
 from harness.timeline import Timeline
+
+if TYPE_CHECKING:
+    from harness.sweep import SweepResult
 
 
 @dataclass
@@ -44,7 +47,8 @@ class CheckContext:
     ``foreign_sha256`` contains the sha256 of every file in play that another
     scikit-learn version pickled. ``exit_code`` is the target's exit status when
     the checks run, or ``None`` while it runs. ``fault_started_at`` is the
-    start of the first fault on the timeline's clock.
+    start of the first fault on the timeline's clock. ``sweep`` is the damage
+    sweep the scenario ran, if any.
     """
 
     timeline: Timeline
@@ -56,6 +60,7 @@ class CheckContext:
     exit_code: int | None = None
     logs: str = ""
     fault_started_at: float | None = None
+    sweep: SweepResult | None = None
 
 
 @dataclass

@@ -236,7 +236,7 @@ class HardenedLoader(Loader):
 
     def _load_candidate(self, model: str, candidate: _Candidate) -> ServedModel:
         data = read_regular_file(candidate.path)
-        manifest = self._checked_manifest(model, candidate.path, data)
+        manifest = self.checked_manifest(model, candidate.path, data)
         self._validator.validate(data, manifest.canary, label=str(candidate.path))
         loaded = load_model_bytes(data, self.config.version_match)
         return ServedModel(
@@ -248,7 +248,13 @@ class HardenedLoader(Loader):
             loaded_at=utc_now(),
         )
 
-    def _checked_manifest(self, model: str, path: Path, data: bytes) -> Manifest:
+    def checked_manifest(self, model: str, path: Path, data: bytes) -> Manifest:
+        """Return the manifest of ``path`` once it admits ``data`` as ``model``.
+
+        Checks the HMAC (with a key), the model name, the size and sha256 of
+        ``data``, and the recorded scikit-learn version, in that order. Raises
+        :class:`LoadFailure` naming the first check that failed.
+        """
         manifest = self._read_manifest(path)
         key = self.config.hmac_key
         if key is not None and not signature_valid(manifest, key):

@@ -1,0 +1,91 @@
+"""Shrinking a dangerous copy to the fewest bit flips that still do the same harm.
+
+This is delta debugging (the ``ddmin`` algorithm) over the copy's flips.
+Each round splits the flips into chunks and tests every chunk and every
+complement at once, as one batch of damaged copies. The copies share the
+prefix of the file up to their first flip, so a round costs about one load. The result
+is 1-minimal: dropping any single flip loses the verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from harness.sweep.damage import Flip
+from harness.sweep.engine import CaseRunner
+from harness.sweep.result import CaseResult
+from harness.sweep.timeouts import Timeouts
+
+# Tests a batch of candidate flip sets; returns, for each, whether it still
+# gives the verdict being shrunk.
+BatchTest = Callable[[Sequence[tuple[Flip, ...]]], list[bool]]
+
+
+def shrink_flips(flips: Sequence[Flip], reproduces: BatchTest) -> tuple[Flip, ...]:
+    """Return the smallest subset of ``flips`` found that still ``reproduces``.
+
+    ``flips`` itself is assumed to reproduce; a single flip is returned as it is.
+    """
+    items = tuple(sorted(flips))
+    chunks = 2
+    while len(items) >= 2:
+        parts = _split(items, chunks)
+        complements = []
+        if chunks > 2:
+            complements = [_without(items, part) for part in parts]
+        verdicts = reproduces([*parts, *complements])
+
+        found = _first(parts, verdicts[: len(parts)])
+        if found is not None:
+            items, chunks = found, 2
+            continue
+        found = _first(complements, verdicts[len(parts) :])
+        if found is not None:
+            items, chunks = found, max(chunks - 1, 2)
+            continue
+        if chunks >= len(items):
+            break
+        chunks = min(len(items), chunks * 2)
+    return items
+
+
+def _split(items: tuple[Flip, ...], chunks: int) -> list[tuple[Flip, ...]]:
+    size, extra = divmod(len(items), chunks)
+    parts = []
+    start = 0
+    for index in range(chunks):
+        end = start + size + (1 if index < extra else 0)
+        parts.append(items[start:end])
+        start = end
+    return parts
+
+
+def _without(items: tuple[Flip, ...], part: tuple[Flip, ...]) -> tuple[Flip, ...]:
+    dropped = set(part)
+    return tuple(item for item in items if item not in dropped)
+
+
+def _first(
+    candidates: Sequence[tuple[Flip, ...]], verdicts: Sequence[bool]
+) -> tuple[Flip, ...] | None:
+    for candidate, reproduced in zip(candidates, verdicts, strict=True):
+        if reproduced:
+            return candidate
+    return None
+
+
+def shrink_case(
+    runner: CaseRunner, limits: Timeouts, case: CaseResult
+) -> tuple[Flip, ...]:
+    """Return the fewest of ``case``'s flips that give the same verdict and signal."""
+    target = case.outcome
+
+    def reproduces(candidates: Sequence[tuple[Flip, ...]]) -> list[bool]:
+        damages = [case.damage.with_flips(flips) for flips in candidates]
+        return [
+            run.outcome.verdict == target.verdict
+            and run.outcome.signal == target.signal
+            for run in runner.run(damages, limits)
+        ]
+
+    return shrink_flips(case.damage.flips, reproduces)
