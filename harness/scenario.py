@@ -47,6 +47,9 @@ TargetFactory = Callable[..., Target]
 # that polls at all looks within a few of its poll intervals.
 HOLD_TIMEOUT = 5.0
 
+# Seconds to wait for the error of an attempt the target has counted.
+ERROR_WAIT = 1.0
+
 # Poll intervals a torn write is held for when the target exposes no load
 # counter to wait on.
 NO_COUNTER_POLLS = 5
@@ -451,7 +454,12 @@ class TornWriteControl:
             )
             return False
 
-        state = body["models"][self.model]
+        # The service counts an attempt before it checks the file, so the error
+        # of that attempt may appear a moment after the counter went up.
+        settled = self.scenario.wait_for_health(
+            lambda b: bool(b["models"][self.model].get("last_error")), ERROR_WAIT
+        )
+        state = (settled or body)["models"][self.model]
         self.evidence.update(
             load_attempt_seen=True,
             load_attempts=state.get("load_attempts"),

@@ -24,6 +24,7 @@ from harness.report import (
     validate_report,
     write_report,
 )
+from harness.report.writer import reproduced
 
 REPLAY = (
     "model-chaos run --target process --loader basic --seed 1234 -k torn_write_reload"
@@ -478,3 +479,18 @@ def test_empty_run(tmp_path: Path) -> None:
     assert document["scenarios"] == []
     assert document["summary"]["total"] == 0
     assert "0 scenario runs" in (run_dir / "report.md").read_text()
+
+
+def test_race_needs_service_error() -> None:
+    record = failed_scenario(0)
+    record.faults[0]["params"]["service_error"] = None
+
+    assert reproduced(record) is False
+
+
+def test_race_with_service_error() -> None:
+    assert reproduced(failed_scenario(0)) is True
+
+
+def test_no_race_staged() -> None:
+    assert reproduced(passed_scenario(0)) is None

@@ -101,17 +101,19 @@ def reproduced(record: ScenarioRecord) -> bool | None:
     """Return whether a scenario that stages a race reproduced it, else ``None``.
 
     A torn write reproduces its race when the target attempted a load while
-    the file was half-written, which the fault records as ``load_attempt_seen``
-    together with the error the service reported for that attempt.
+    the file was half-written and reported an error for that attempt: the
+    fault records both, as ``load_attempt_seen`` and ``service_error``.
     """
-    seen = [
-        fault["params"]["load_attempt_seen"]
+    races = [
+        fault["params"]
         for fault in record.faults
         if "load_attempt_seen" in fault.get("params", {})
     ]
-    if not seen:
+    if not races:
         return None
-    return all(seen)
+    return all(
+        race["load_attempt_seen"] and race.get("service_error") for race in races
+    )
 
 
 def build_report(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> dict[str, Any]:
