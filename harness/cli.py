@@ -150,7 +150,13 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "report which ones crashed, hung or were served with wrong predictions. "
         "Exit status 0 when no copy was dangerous, 1 otherwise.",
     )
-    sweep.add_argument("model_file", metavar="MODEL_FILE", help="joblib model file")
+    sweep.add_argument(
+        "model_file",
+        metavar="MODEL_FILE",
+        nargs="?",
+        help="joblib model file (default: the built-in global_model, a RandomForest "
+        "of about 1 MB)",
+    )
     sweep.add_argument(
         "--loader",
         choices=LOADERS,
@@ -236,9 +242,9 @@ def _check_run_options(args: argparse.Namespace) -> None:
         )
 
     if args.models is not None:
-        from harness.run import _load_model_set
+        from harness.run import load_model_set
 
-        _load_model_set(Path(args.models).resolve())
+        load_model_set(Path(args.models).resolve())
     if args.target == "docker":
         from harness.targets.docker import check_engine
 
@@ -280,6 +286,14 @@ def _pytest_args(args: argparse.Namespace, run_id: str) -> list[str]:
     return pytest_args + list(args.pytest_args)
 
 
+def _builtin_model_file() -> Path:
+    from harness.run import load_model_set
+
+    path = load_model_set(None).get("global_model", "v1").path
+    assert path is not None
+    return path
+
+
 def _sweep(args: argparse.Namespace) -> int:
     import random
 
@@ -294,7 +308,7 @@ def _sweep(args: argparse.Namespace) -> int:
     run_id = make_run_id()
 
     result = run_sweep(
-        Path(args.model_file),
+        Path(args.model_file) if args.model_file else _builtin_model_file(),
         loader=args.loader,
         kinds=kinds,
         flips=args.flips,

@@ -97,7 +97,7 @@ class RunContext:
         )
 
     def model_set(self) -> ModelSet:
-        return _load_model_set(self.models_dir)
+        return load_model_set(self.models_dir)
 
     def artifacts_dir(self, name: str, repeat: int) -> Path:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
@@ -122,7 +122,7 @@ class RunContext:
 
 
 @cache
-def _load_model_set(models_dir: Path | None) -> ModelSet:
+def load_model_set(models_dir: Path | None) -> ModelSet:
     if models_dir is None:
         return builtin_model_set(cache_dir() / "models")
     return user_model_set(models_dir, cache_dir() / "user-models")

@@ -11,6 +11,7 @@ from cli_support import model_chaos
 from sweep_support import canary_inputs, write_forest
 
 from harness.cli import main
+from harness.models import ModelSet
 from target_service.publish import publish
 
 # A sweep small enough for a few seconds, damage aimed at the node arrays.
@@ -170,3 +171,13 @@ def test_report_dir_not_creatable_exits_2(
 
     assert code == 2
     assert f"--report-dir {blocker / 'out'}: cannot create it" in stderr
+
+
+def test_sweep_defaults_to_builtin_model(model_set: ModelSet, tmp_path: Path) -> None:
+    small = ("--kinds", "truncate", "--stride", "300000")
+    result = model_chaos("sweep", *small, "--report-dir", str(tmp_path))
+
+    document = json.loads((tmp_path / "latest" / "sweep.json").read_text())
+    builtin = model_set.get("global_model", "v1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert document["model"]["sha256"] == builtin.sha256
