@@ -13,6 +13,6 @@ def test_backup_fallback(chaos: Scenario) -> None:
     if chaos.start():
         chaos.observe(0.5)
         chaos.inject(faults.restart(chaos.target))
-        chaos.observe(0.5)
+        chaos.observe(1.5)
 
     chaos.verify(*CHECKS)

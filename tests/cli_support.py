@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +40,27 @@ def failed_checks(report: dict[str, Any]) -> dict[str, set[str]]:
         if names:
             failed[entry["name"]] = names
     return failed
+
+
+def run_once(
+    tmp_path_factory: Any, name: str, run: Callable[[Path], tuple[int, dict[str, Any]]]
+) -> tuple[int, dict[str, Any]]:
+    """Run a whole suite once per test session, whichever xdist worker asks first.
+
+    Module-scoped fixtures run once per worker, and the scheduler may hand tests
+    of one module to both workers; the others wait on a lock and read the result.
+    """
+    base = Path(tmp_path_factory.getbasetemp())
+    # xdist workers share the parent of their own base directories.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    result_file = root / f"{name}.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if result_file.exists():
+            code, report = json.loads(result_file.read_text())
+            return int(code), dict(report)
+        report_dir = root / f"{name}-reports"
+        report_dir.mkdir(exist_ok=True)
+        code, report = run(report_dir)
+        result_file.write_text(json.dumps([code, report]))
+        return code, report

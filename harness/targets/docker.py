@@ -37,6 +37,7 @@ import requests
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
 
+from harness.cleanup import track, untrack
 from harness.docker.base_image import DEFAULT_BASE_IMAGE
 from harness.docker.cleanup import OWNER_LABEL, RUN_LABEL, clean
 from harness.docker.engine import connect
@@ -112,6 +113,7 @@ class DockerTarget(Target):
         self._client = client or connect()
         self._container: Container | None = None
         self._key_dir: Path | None = None
+        self._key_tracked: Path | None = None
         self._harness_restarts = 0
         # The engine's RestartCount counts the restart policy's restarts but
         # starts again at 0 on every start or restart the harness requests,
@@ -215,6 +217,8 @@ class DockerTarget(Target):
         # Root: a private copy owned by the image's user, instead of making the
         # harness's key readable by every user of this machine.
         self._key_dir = Path(tempfile.mkdtemp(prefix="model-chaos-key-"))
+        # A killed run cannot remove this copy of the key; `clean` will.
+        self._key_tracked = track("directory", path=str(self._key_dir))
         copy = self._key_dir / "hmac.key"
         shutil.copyfile(key, copy)
         os.chown(copy, IMAGE_UID, IMAGE_UID)
@@ -362,6 +366,9 @@ class DockerTarget(Target):
             if self._key_dir is not None:
                 shutil.rmtree(self._key_dir, ignore_errors=True)
                 self._key_dir = None
+            if self._key_tracked is not None:
+                untrack(self._key_tracked)
+                self._key_tracked = None
             self._http.close()
             if self._own_client:
                 self._client.close()
