@@ -227,19 +227,7 @@ def _check_run_options(args: argparse.Namespace) -> None:
     ):
         raise UsageError(f"-n {args.workers}: pass a number of workers or 'auto'")
 
-    report_dir = Path(args.report_dir)
-    try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(
-            f"--report-dir {report_dir}: cannot create it ({err.strerror}); pass a "
-            "directory you can write to"
-        ) from err
-    if not os.access(report_dir, os.W_OK):
-        raise UsageError(
-            f"--report-dir {report_dir}: not writable; pass a directory you can "
-            "write to"
-        )
+    _report_dir(args.report_dir)
 
     if args.models is not None:
         from harness.run import load_model_set

@@ -133,6 +133,14 @@ class Target(ABC):
         """Return how the service sees a host path inside the model directory."""
         return str(host_path)
 
+    def health_responds(self) -> bool:
+        """Return whether ``/health`` returns 200 within a second."""
+        try:
+            response = self._http.get(f"{self.url}/health", timeout=1.0)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """Return the parsed ``/health`` body, or ``None`` when it does not answer."""
         try:

@@ -239,7 +239,7 @@ class DockerTarget(Target):
                     target=self.kind,
                 )
             if not state.get("Restarting") and (
-                self._health_responds() or _health_status(state) == "healthy"
+                self.health_responds() or _health_status(state) == "healthy"
             ):
                 self._record("target_ready", container=self.container_name)
                 return
@@ -252,13 +252,6 @@ class DockerTarget(Target):
             f"{self.container_health}); its log ends with:\n{self._log_tail()}",
             target=self.kind,
         )
-
-    def _health_responds(self) -> bool:
-        try:
-            response = self._http.get(f"{self.url}/health", timeout=1.0)
-        except requests.RequestException:
-            return False
-        return response.status_code == 200
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._container is None or not self.running:

@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-import requests
-
 from harness.cleanup import track, untrack
 from harness.errors import TargetError, TargetNotReady
 from harness.targets.base import Target, TargetConfig
@@ -107,7 +105,7 @@ class ProcessTarget(Target):
                     f"/health; its log ends with:\n{self._log_tail()}",
                     target=self.kind,
                 )
-            if self._answers():
+            if self.health_responds():
                 self._record("target_ready", pid=self._pid())
                 return
             time.sleep(_READY_POLL)
@@ -119,13 +117,6 @@ class ProcessTarget(Target):
             f"{self._log_tail()}",
             target=self.kind,
         )
-
-    def _answers(self) -> bool:
-        try:
-            response = self._http.get(f"{self.url}/health", timeout=1.0)
-        except requests.RequestException:
-            return False
-        return response.status_code == 200
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is None or self._poll() is not None:
