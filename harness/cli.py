@@ -193,7 +193,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[Any]) -> None:
         type=float,
         metavar="SECONDS",
         help="CPU seconds a phase of one case may use before it counts as a hang "
-        "(default: 20 times the undamaged file's, at least 0.2)",
+        "(default: 20 times the undamaged file's, at least 1.0)",
     )
     sweep.add_argument(
         "--report-dir",

