@@ -26,7 +26,7 @@ class TargetError(HarnessError):
 
 
 class TargetNotReady(TargetError):
-    """The target did not answer ``/health`` within the start-up timeout."""
+    """The target did not respond on ``/health`` within the start-up timeout."""
 
 
 class FaultError(HarnessError):

@@ -137,7 +137,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def chaos_run(pytestconfig: pytest.Config) -> RunContext:
-    """The run every scenario of this session belongs to."""
+    """Return the run that every scenario of this session belongs to."""
     try:
         return RunContext.from_options(pytestconfig.option)
     except HarnessError as err:
@@ -146,7 +146,7 @@ def chaos_run(pytestconfig: pytest.Config) -> RunContext:
 
 @pytest.fixture(scope="session")
 def model_set(chaos_run: RunContext) -> ModelSet:
-    """The model files and reference outputs the scenarios test with."""
+    """Return the model files and reference outputs the scenarios test with."""
     return chaos_run.model_set()
 
 
@@ -163,7 +163,7 @@ def chaos(
     model_set: ModelSet,
     chaos_repeat: int,
 ) -> Iterator[Scenario]:
-    """A scenario context with a scratch model directory and a fresh target."""
+    """Yield a scenario context with a scratch model directory and a fresh target."""
     name = scenario_name(request.node)
     seed = chaos_run.seed + chaos_repeat
     scenario = Scenario(

@@ -152,7 +152,7 @@ def test_shrinks_multi_flip_crash(forest: Path, tmp_path: Path) -> None:
     flips = shrink_case(runner, limits, case)
     (again,) = runner.run([damage.with_flips(flips)], limits)
 
-    # One flip of a high bit is enough on an idle machine; an out-of-range read
+    # One flip of a high bit is enough on an idle machine. An out-of-range read
     # does not crash every time, so a busy run may keep a second flip.
     assert run.outcome.signal == "SIGSEGV"
     assert len(damage.flips) > 10

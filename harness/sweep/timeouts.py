@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 FACTOR = 20.0
-# A phase that uses a full CPU second more than 20 times its usual share is
-# taken as endless; below one second, a loaded machine made slow copies look hung.
+# A phase that uses at least one CPU second, and 20 times its usual share, is
+# taken as endless. With a lower floor, a loaded machine made slow copies look hung.
 FLOOR = 1.0
 WALL_FACTOR = 10.0
 

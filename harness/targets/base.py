@@ -1,4 +1,4 @@
-"""What every target offers the harness: start, stop, kill, restart, pause, inspect."""
+"""The target interface: start, stop, kill, restart, pause and inspect a service."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class TargetConfig:
     env: dict[str, str] = field(default_factory=dict)
 
     def service_args(self, model_dir: str, key_file: str | None) -> list[str]:
-        """Return the service's command-line arguments, with paths as it sees them."""
+        """Return the service's arguments, with paths as the service reads them."""
         args = [
             "--model-dir",
             model_dir,
@@ -76,7 +76,7 @@ class Target(ABC):
 
     @abstractmethod
     def start(self) -> None:
-        """Start the service and return once ``/health`` answers.
+        """Start the service and return once ``/health`` responds.
 
         Raises :class:`~harness.errors.TargetNotReady` when it does not answer
         within ``config.startup_timeout`` or exits first.
@@ -130,7 +130,7 @@ class Target(ABC):
         self.start()
 
     def path_in_target(self, host_path: Path) -> str:
-        """Return how the service sees a host path inside the model directory."""
+        """Return the service's path for a host path inside the model directory."""
         return str(host_path)
 
     def health_responds(self) -> bool:
@@ -142,7 +142,7 @@ class Target(ABC):
         return response.status_code == 200
 
     def health(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        """Return the parsed ``/health`` body, or ``None`` when it does not answer."""
+        """Return the parsed ``/health`` body, or ``None`` when it does not respond."""
         try:
             response = self._http.get(f"{self.url}/health", timeout=timeout)
             return dict(response.json())

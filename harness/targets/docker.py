@@ -294,7 +294,7 @@ class DockerTarget(Target):
         self._record("target_unpaused")
 
     def path_in_target(self, host_path: Path) -> str:
-        """Return where the container sees a host path inside the model directory."""
+        """Return the container's path for a host path inside the model directory."""
         relative = (
             Path(host_path).resolve().relative_to(Path(self.config.model_dir).resolve())
         )

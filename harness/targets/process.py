@@ -27,7 +27,7 @@ def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now.
 
     The port is released before the service binds it, so another program could
-    take it in between; :meth:`ProcessTarget.start` then sees the service exit
+    take it in between; :meth:`ProcessTarget.start` then notices the service exit
     and reports it with the service's own log line.
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -225,7 +225,7 @@ def living_group_members(pgid: int) -> list[int]:
     """Return the pids of process group ``pgid`` that are not zombies.
 
     A killed process whose parent died first waits as a zombie until init reaps
-    it, and some init programs never do; a zombie holds no memory, files or
+    it, and some init programs never do; a zombie has no memory, files or
     ports, so it does not count as left running.
     """
     members = []
