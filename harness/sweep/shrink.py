@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from harness.ddmin import ddmin
 from harness.sweep.damage import Flip
 from harness.sweep.engine import CaseRunner
 from harness.sweep.result import CaseResult
@@ -26,52 +27,12 @@ def shrink_flips(flips: Sequence[Flip], reproduces: BatchTest) -> tuple[Flip, ..
 
     ``flips`` itself is assumed to reproduce; a single flip is returned as it is.
     """
-    items = tuple(sorted(flips))
-    chunks = 2
-    while len(items) >= 2:
-        parts = _split(items, chunks)
-        complements = []
-        if chunks > 2:
-            complements = [_without(items, part) for part in parts]
-        verdicts = reproduces([*parts, *complements])
 
-        found = _first(parts, verdicts[: len(parts)])
-        if found is not None:
-            items, chunks = found, 2
-            continue
-        found = _first(complements, verdicts[len(parts) :])
-        if found is not None:
-            items, chunks = found, max(chunks - 1, 2)
-            continue
-        if chunks >= len(items):
-            break
-        chunks = min(len(items), chunks * 2)
-    return items
+    def first_reproducing(candidates: Sequence[tuple[Flip, ...]]) -> int | None:
+        verdicts = reproduces(candidates)
+        return next((i for i, hit in enumerate(verdicts) if hit), None)
 
-
-def _split(items: tuple[Flip, ...], chunks: int) -> list[tuple[Flip, ...]]:
-    size, extra = divmod(len(items), chunks)
-    parts = []
-    start = 0
-    for index in range(chunks):
-        end = start + size + (1 if index < extra else 0)
-        parts.append(items[start:end])
-        start = end
-    return parts
-
-
-def _without(items: tuple[Flip, ...], part: tuple[Flip, ...]) -> tuple[Flip, ...]:
-    dropped = set(part)
-    return tuple(item for item in items if item not in dropped)
-
-
-def _first(
-    candidates: Sequence[tuple[Flip, ...]], verdicts: Sequence[bool]
-) -> tuple[Flip, ...] | None:
-    for candidate, reproduced in zip(candidates, verdicts, strict=True):
-        if reproduced:
-            return candidate
-    return None
+    return ddmin(sorted(flips), first_reproducing)
 
 
 def shrink_case(
