@@ -48,7 +48,8 @@ def restart(target: Target) -> FaultEvent:
         target.restart()
     except TargetNotReady as err:
         error = str(err)
-        logger.warning(
+        # The event records it for the checks; it is a finding, not a harness fault.
+        logger.info(
             "the %s target did not respond after a restart: %s", target.kind, err
         )
     ready = error is None and target.health() is not None
