@@ -87,7 +87,7 @@ class Scenario:
         settings: ScenarioSettings,
         target_factory: TargetFactory,
         seed: int,
-        artifacts_dir: Path,
+        artifacts_dir: Path | None,
         repeat: int = 0,
     ) -> None:
         self.name = name
@@ -96,6 +96,8 @@ class Scenario:
         self.settings = settings
         self.seed = seed
         self.rng = random.Random(f"{seed}/{name}")
+        # Where damaged files are saved as evidence; None saves none, for the
+        # many short runs of shrinking a fault sequence.
         self.artifacts_dir = artifacts_dir
         self.timeline = Timeline()
         self.results: list[CheckResult] = []
@@ -266,16 +268,20 @@ class Scenario:
     def inject(self, event: FaultEvent) -> FaultEvent:
         """Record a fault that was just applied, and save the file it left behind."""
         self.timeline.add_fault(event)
-        if event.path and os.path.isfile(event.path) and not event.downtime:
-            event.saved_files.append(self._save(Path(event.path), event.kind))
+        path = event.path
+        keep = self.artifacts_dir is not None and not event.downtime
+        if keep and path and os.path.isfile(path):
+            event.saved_files.append(self._save(Path(path), event.kind))
         logger.info("%s: fault %s: %s", self.name, event.kind, event.note)
         return event
 
-    def publish(self, model: str, version: str) -> Recovery:
+    def publish(self, model: str, version: str, *, promise: bool = True) -> Recovery:
         """Publish a valid known version with the service's own publisher.
 
         Every published file is a promise the target must keep: the ``recovered``
         check then expects it to report ``healthy`` with that version in time.
+        With ``promise=False`` the file is only written, for a publish that
+        later faults may undo before the target had to serve it.
         """
         from target_service.publish import publish
 
@@ -290,7 +296,8 @@ class Scenario:
             canary_inputs=self.model_set.canary_inputs[model],
         )
         recovery = Recovery(model=model, sha256=known.sha256, published_at=t)
-        self.recoveries.append(recovery)
+        if promise:
+            self.recoveries.append(recovery)
         self.timeline.add_event("published", model=model, version=version)
         return recovery
 
@@ -362,6 +369,7 @@ class Scenario:
             self.inject(event)
 
     def _save(self, path: Path, kind: str) -> str:
+        assert self.artifacts_dir is not None
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         dest = self.artifacts_dir / f"{len(self.saved_files):02d}-{kind}-{path.name}"
         shutil.copyfile(path, dest)
