@@ -94,6 +94,7 @@ BASIC_WEAKNESSES = [
     ("malicious_pickle[forged_manifest]", "no_code_execution"),
     ("version_mismatch[linear]", "version_mismatch_reported"),
     ("damage_sweep", "dangerous_files_rejected"),
+    ("fault_sequence", "recovered"),
 ]
 
 

@@ -1,0 +1,108 @@
+"""Fault sequence steps: drawn from a seed, and applied to a live target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.checks import Bounds
+from harness.models import ModelSet
+from harness.scenario import Scenario, ScenarioSettings
+from harness.sequence import ACTIONS, CHECKS, Step, draw_sequence, run_sequence
+from harness.targets.process import ProcessTarget
+
+MODELS = ("global_model", "champion_model")
+
+
+def test_draw_is_deterministic_per_seed() -> None:
+    first = draw_sequence(7, MODELS, 8)
+
+    assert draw_sequence(7, MODELS, 8) == first
+    assert len(first) == 8
+    assert draw_sequence(8, MODELS, 8) != first
+
+
+def test_many_seeds_draw_every_action() -> None:
+    drawn = {
+        step.action for seed in range(60) for step in draw_sequence(seed, MODELS, 6)
+    }
+
+    assert drawn == set(ACTIONS)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        Step("restart"),
+        Step("publish", "champion_model", version="v1"),
+        Step("truncate", "global_model", "backup"),
+        Step("child_loop", "global_model", "primary"),
+    ],
+)
+def test_source_makes_the_same_step(step: Step) -> None:
+    assert eval(step.source(), {"Step": Step}) == step
+
+
+def test_unknown_action_names_the_known_ones() -> None:
+    with pytest.raises(
+        ValueError, match="unknown step 'melt'; expected one of truncate"
+    ):
+        Step("melt", "global_model")
+
+
+def test_recovered_is_always_checked() -> None:
+    assert "recovered" in CHECKS
+
+
+def hardened_scenario(model_set: ModelSet, tmp_path: Path) -> Scenario:
+    settings = ScenarioSettings(loader="hardened", bounds=Bounds(recover_within=5.0))
+    return Scenario(
+        "sequence",
+        model_set=model_set,
+        settings=settings,
+        target_factory=ProcessTarget,
+        seed=1,
+        artifacts_dir=tmp_path / "files",
+    )
+
+
+def test_hardened_target_survives_a_sequence(
+    model_set: ModelSet, tmp_path: Path
+) -> None:
+    steps = (
+        Step("garbage", "global_model", "primary"),
+        Step("child_out_of_range", "global_model", "backup"),
+        Step("restart"),
+        Step("truncate", "global_model", "backup"),
+        Step("publish", "champion_model", version="v1"),
+    )
+    scenario = hardened_scenario(model_set, tmp_path)
+    try:
+        run_sequence(scenario, steps)
+        results = scenario.verify(*CHECKS)
+    finally:
+        scenario.close()
+
+    assert [result.name for result in results] == list(CHECKS)
+    assert scenario.metrics["steps"][0] == "garbage global_model primary"
+    kinds = [fault.kind for fault in scenario.timeline.faults]
+    assert kinds[:2] == ["garbage", "damage_format"]
+    assert "restart" in kinds
+
+
+def test_inapplicable_step_is_skipped(model_set: ModelSet, tmp_path: Path) -> None:
+    steps = (
+        Step("delete", "global_model", "backup"),
+        Step("truncate", "global_model", "backup"),
+    )
+    scenario = hardened_scenario(model_set, tmp_path)
+    try:
+        run_sequence(scenario, steps)
+        scenario.verify(*CHECKS)
+    finally:
+        scenario.close()
+
+    skipped = [e for e in scenario.timeline.events if e.kind == "step_skipped"]
+    assert [e.detail["index"] for e in skipped] == [1]
+    assert "cannot truncate" in skipped[0].detail["reason"]
