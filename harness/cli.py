@@ -6,12 +6,16 @@ import argparse
 import ast
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.checks import Bounds
 from harness.errors import HarnessError, UsageError
+from harness.sequence import DEFAULT_LENGTH
+from harness.sequence.explore import DEFAULT_BUDGET
 from harness.targets.base import LOADERS
 
 logger = logging.getLogger(__name__)
@@ -129,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=_clean)
 
     _add_sweep_parser(commands)
+    _add_explore_parser(commands)
 
     image = commands.add_parser("image", help="manage the cached target images")
     image_commands = image.add_subparsers(dest="image_command", required=True)
@@ -203,6 +208,82 @@ def _add_sweep_parser(commands: argparse._SubParsersAction[Any]) -> None:
         "(default: reports)",
     )
     sweep.set_defaults(func=_sweep)
+
+
+def _add_explore_parser(commands: argparse._SubParsersAction[Any]) -> None:
+    explore = commands.add_parser(
+        "explore",
+        help="run seeded sequences of faults and shrink the ones that fail",
+        description="Run seeded sequences of damage, publishes and restarts "
+        "against a fresh target each, then publish valid files and check the "
+        "target. Each failing sequence is shrunk to the fewest steps that fail "
+        "the same checks and written out as a scenario module. Exit status 0 "
+        "when every sequence passed, 1 otherwise.",
+    )
+    explore.add_argument(
+        "--target",
+        choices=("process", "docker"),
+        default="process",
+        help="run the reference service as a local process (default) or a "
+        "Docker container",
+    )
+    explore.add_argument(
+        "--loader",
+        choices=LOADERS,
+        default="hardened",
+        help="model loader of the reference service (default: hardened)",
+    )
+    explore.add_argument(
+        "--models",
+        metavar="DIR",
+        help="directory with global_model.pkl and/or champion_model.pkl to test "
+        "instead of the built-in models",
+    )
+    explore.add_argument(
+        "--runs",
+        type=int,
+        default=10,
+        metavar="N",
+        help="sequences to run, of seeds SEED to SEED+N-1 (default: 10)",
+    )
+    explore.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_LENGTH,
+        metavar="N",
+        help=f"steps in each sequence (default: {DEFAULT_LENGTH}, as in "
+        "the fault_sequence scenario)",
+    )
+    explore.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the first sequence (default: a new random seed); the "
+        "fault_sequence scenario of `model-chaos run --seed S` ran sequence S",
+    )
+    explore.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        metavar="N",
+        help=f"runs of the target that shrinking one sequence may use (default: "
+        f"{DEFAULT_BUDGET})",
+    )
+    explore.add_argument(
+        "--recover-within",
+        type=float,
+        default=Bounds.recover_within,
+        metavar="SECONDS",
+        help="time the target has to report healthy after the closing publish "
+        "(default: 10); a loader that never recovers costs this much per run",
+    )
+    explore.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        default="reports",
+        help="directory that receives <run-id>/explore.json and the latest link "
+        "(default: reports)",
+    )
+    explore.set_defaults(func=_explore)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -308,6 +389,116 @@ def _sweep(args: argparse.Namespace) -> int:
     point_latest(report_dir, run_id)
     print(render_summary(result))
     return EXIT_FAILED if result.dangerous else EXIT_OK
+
+
+def _explore(args: argparse.Namespace) -> int:
+    import random
+
+    from harness.report import point_latest
+    from harness.run import RunContext, harness_versions, make_run_id
+    from harness.scenario import ScenarioSettings
+    from harness.sequence.explore import TrialRunner, explore
+    from harness.sequence.report import (
+        render_summary,
+        write_explore_json,
+        write_module,
+    )
+
+    for option, value in (("--runs", args.runs), ("--steps", args.steps)):
+        if value < 1:
+            raise UsageError(f"{option} {value}: pass 1 or more")
+    if args.budget < 1:
+        raise UsageError(f"--budget {args.budget}: pass 1 or more runs")
+    if args.recover_within <= 0:
+        raise UsageError(
+            f"--recover-within {args.recover_within}: pass a number of seconds above 0"
+        )
+    report_dir = _report_dir(args.report_dir)
+    if args.target == "docker":
+        from harness.targets.docker import check_engine
+
+        check_engine()
+
+    seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+    context = RunContext(
+        run_id=make_run_id(),
+        seed=seed,
+        loader=args.loader,
+        target=args.target,
+        report_dir=report_dir,
+        models_dir=Path(args.models).resolve() if args.models else None,
+        settings=ScenarioSettings(
+            loader=args.loader, bounds=Bounds(recover_within=args.recover_within)
+        ),
+    )
+    out_dir = report_dir / context.run_id
+    out_dir.mkdir()
+    command = _explore_command(args, seed)
+    runner = TrialRunner(
+        model_set=context.model_set(),
+        settings=context.settings,
+        target_factory=context.target_factory(),
+        on_trial=_print_trial,
+    )
+
+    def keep(result: Any) -> None:
+        result.module = write_module(
+            out_dir / "regressions", result, loader=args.loader, command=command
+        )
+
+    started = _now_iso()
+    results = explore(
+        runner,
+        seed=seed,
+        runs=args.runs,
+        length=args.steps,
+        budget=args.budget,
+        on_failure=keep,
+    )
+    run = {
+        "id": context.run_id,
+        "command": shlex.join(command),
+        "loader": args.loader,
+        "target": args.target,
+        "seed": seed,
+        "runs": args.runs,
+        "steps": args.steps,
+        "started": started,
+        "finished": _now_iso(),
+        "versions": harness_versions(),
+    }
+    write_explore_json(out_dir / "explore.json", run, results)
+    point_latest(report_dir, context.run_id)
+    print(render_summary(results))
+    print(f"report: {out_dir / 'explore.json'}")
+    return EXIT_FAILED if any(result.failed for result in results) else EXIT_OK
+
+
+def _print_trial(number: int, trial: Any) -> None:
+    verdict = f"failed {', '.join(trial.failed)}" if trial.failed else "passed"
+    steps = f"{len(trial.steps)} step" + ("" if len(trial.steps) == 1 else "s")
+    print(f"run {number}: {steps}, {verdict} ({trial.seconds:.1f} s)", file=sys.stderr)
+
+
+def _explore_command(args: argparse.Namespace, seed: int) -> list[str]:
+    """Return the explore command that runs the same sequences again."""
+    command = ["model-chaos", "explore", "--loader", args.loader]
+    if args.target != "process":
+        command += ["--target", args.target]
+    if args.models:
+        command += ["--models", args.models]
+    command += ["--seed", str(seed), "--runs", str(args.runs)]
+    if args.steps != DEFAULT_LENGTH:
+        command += ["--steps", str(args.steps)]
+    if args.recover_within != Bounds.recover_within:
+        command += ["--recover-within", f"{args.recover_within:g}"]
+    return command
+
+
+def _now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _sweep_kinds(text: str) -> list[str]:
