@@ -18,8 +18,9 @@ from harness.timeline import Sample, Timeline
 
 TARGET_RATE = 200.0
 
-# Seconds between the starts of two probe rounds: far below a round's duration,
-# so that the probe sends its next request as soon as the last one returned.
+# Seconds between the starts of two requests of one probe thread: far below a
+# request's duration, so each thread sends its next request as soon as the last
+# one returned.
 INTERVAL = 0.001
 
 
@@ -54,8 +55,8 @@ def measure_probe(service: LiveService, seconds: float) -> Section:
     section.method += [
         f"`harness.probe.Probe` with `interval={INTERVAL}` against a live hardened "
         f"service serving {', '.join(service.model_set.names)}, for "
-        f"{seconds:.0f} s. Each round sends `GET /health` and one `POST /predict` "
-        "per model with its canary rows, one request after another on one "
+        f"{seconds:.0f} s. One thread sends `GET /health` and one thread per "
+        "model sends `POST /predict` with its canary rows, each on its own "
         "keep-alive connection.",
         "The rate is the probe's own `samples_per_second` (samples from start "
         "to stop); latencies are the samples' `latency`, measured by the probe "
@@ -91,10 +92,10 @@ def _miss_reason(samples: list[Sample], models: int) -> str:
     )
     name = " ".join(part for part in slowest if part)
     return (
-        f"the probe sends its {1 + models} requests per round one after another, "
-        f"so its rate is bounded by 1 / mean latency: {1 / mean:.0f} samples/s "
-        f"at the measured mean of {mean * 1000:.1f} ms per request. The slowest "
-        f"request, {name}, has a median of "
+        f"each of the probe's {1 + models} threads waits for its request to "
+        f"return before it sends the next, and the threads share the service's "
+        f"CPUs: the mean latency was {mean * 1000:.1f} ms per request. The "
+        f"slowest request, {name}, has a median of "
         f"{_median_ms(samples, slowest):.1f} ms"
     )
 

@@ -34,13 +34,15 @@ _MAX_REASON_LENGTH = 200
 
 
 class Probe:
-    """Polls the target at a fixed rate from a background thread.
+    """Polls the target at a fixed rate from background threads.
 
-    Each round sends ``GET /health`` and then one ``POST /predict`` per name in
-    ``model_set.names`` with that model's canary inputs. ``interval`` is the
-    time in seconds between the starts of two rounds. When a round takes longer,
-    the next one starts at once. ``timeout`` bounds in seconds both the connect
-    and the read of each request. All requests share one keep-alive session.
+    One thread sends ``GET /health`` and one thread per name in
+    ``model_set.names`` sends ``POST /predict`` with that model's canary
+    inputs, each over its own keep-alive session. Separate threads keep a slow
+    or hung predict from delaying the health requests. ``interval`` is the
+    time in seconds between the starts of two requests of one thread. When a
+    request takes longer, the next one starts at once. ``timeout`` bounds in
+    seconds both the connect and the read of each request.
     """
 
     def __init__(
@@ -63,12 +65,9 @@ class Probe:
         self.interval = interval
         self.timeout = timeout
 
-        self._session = requests.Session()
-        # The target is reached directly: proxy variables and .netrc from the
-        # environment must not reroute or alter the probe's requests.
-        self._session.trust_env = False
         self._stop_requested = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._sessions: list[requests.Session] = []
         # Guards _samples and wakes wait_for() callers when a sample arrives.
         self._new_sample = threading.Condition()
         self._samples: list[Sample] = []
@@ -80,21 +79,34 @@ class Probe:
     # Life cycle.
 
     def start(self) -> Probe:
-        """Start the polling thread and return the probe.
+        """Start the polling threads and return the probe.
 
         Raises HarnessError when the probe was started before, because a
-        stopped probe's session is closed.
+        stopped probe's sessions are closed.
         """
-        if self._thread is not None:
+        if self._threads:
             raise HarnessError(
                 f"the probe of {self.url} was already started; create a new Probe"
             )
 
         self._started_at = now()
-        self._thread = threading.Thread(
-            target=self._run, name=f"probe {self.url}", daemon=True
-        )
-        self._thread.start()
+        lanes = [("health", None)] + [("predict", n) for n in self.model_set.names]
+        for endpoint, model in lanes:
+            session = requests.Session()
+            # The target is reached directly: proxy variables and .netrc from
+            # the environment must not reroute or alter the probe's requests.
+            session.trust_env = False
+            self._sessions.append(session)
+            label = endpoint if model is None else f"{endpoint} {model}"
+            thread = threading.Thread(
+                target=self._run,
+                args=(endpoint, model, session),
+                name=f"probe {label} {self.url}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+        for thread in self._threads:
+            thread.start()
         logger.info(
             "probe started: %s every %.3f s, models %s",
             self.url,
@@ -104,23 +116,26 @@ class Probe:
         return self
 
     def stop(self) -> None:
-        """Stop the polling thread and wait for it to end; idempotent.
+        """Stop the polling threads and wait for them to end; idempotent.
 
-        A request in flight finishes first, so this can take up to ``timeout``.
+        Requests in flight finish first, so this can take up to ``timeout``.
         """
-        if self._thread is None or self._stopped_at is not None:
+        if not self._threads or self._stopped_at is not None:
             return
 
         self._stop_requested.set()
-        self._thread.join(self.timeout + 5.0)
-        if self._thread.is_alive():
-            logger.error(
-                "probe of %s did not stop within %.1f s; its thread is left behind",
-                self.url,
-                self.timeout + 5.0,
-            )
+        deadline = now() + self.timeout + 5.0
+        for thread in self._threads:
+            thread.join(max(deadline - now(), 0.0))
+            if thread.is_alive():
+                logger.error(
+                    "%s did not stop within %.1f s; its thread is left behind",
+                    thread.name,
+                    self.timeout + 5.0,
+                )
         self._stopped_at = now()
-        self._session.close()
+        for session in self._sessions:
+            session.close()
         with self._new_sample:
             self._new_sample.notify_all()
         logger.info(
@@ -132,10 +147,10 @@ class Probe:
 
     @property
     def running(self) -> bool:
-        """True while the polling thread runs and no stop was requested."""
+        """True while every polling thread runs and no stop was requested."""
         return (
-            self._thread is not None
-            and self._thread.is_alive()
+            bool(self._threads)
+            and all(thread.is_alive() for thread in self._threads)
             and not self._stop_requested.is_set()
         )
 
@@ -179,7 +194,7 @@ class Probe:
         ``predicate`` runs on the caller's thread and must be quick, because the
         probe cannot record while it runs.
         """
-        if self._thread is None:
+        if not self._threads:
             raise HarnessError(
                 f"wait_for() needs a running probe; call start() on the probe "
                 f"of {self.url} first"
@@ -199,39 +214,34 @@ class Probe:
                     return None
                 self._new_sample.wait(remaining)
 
-    # The polling thread.
+    # The polling threads.
 
-    def _run(self) -> None:
-        next_round = now()
+    def _run(self, endpoint: str, model: str | None, session: requests.Session) -> None:
+        next_request = now()
         while not self._stop_requested.is_set():
             try:
-                self._poll_round()
+                self._record(endpoint, model, session)
             except Exception:
                 # _record already turns every request's exception into a sample;
                 # this keeps an unexpected bug between requests from ending the
                 # thread without a trace.
-                logger.exception("probe of %s: round failed", self.url)
+                logger.exception("probe of %s: %s request failed", self.url, endpoint)
 
-            next_round += self.interval
-            delay = next_round - now()
+            next_request += self.interval
+            delay = next_request - now()
             if delay < 0:
-                # Behind schedule: start the next round now instead of sending a
-                # burst of rounds to catch up.
-                next_round = now()
+                # Behind schedule: send the next request now instead of a burst
+                # of requests to catch up.
+                next_request = now()
                 delay = 0.0
             self._stop_requested.wait(delay)
 
-    def _poll_round(self) -> None:
-        self._record("health", None)
-        for name in self.model_set.names:
-            if self._stop_requested.is_set():
-                return
-            self._record("predict", name)
-
-    def _record(self, endpoint: str, model: str | None) -> None:
+    def _record(
+        self, endpoint: str, model: str | None, session: requests.Session
+    ) -> None:
         started = now()
         try:
-            sample = self._send(endpoint, model, started)
+            sample = self._send(endpoint, model, started, session)
         except Exception as err:
             reason = _describe_exception(err)
             sample = Sample(
@@ -256,17 +266,23 @@ class Probe:
             self._samples.append(sample)
             self._new_sample.notify_all()
 
-    def _send(self, endpoint: str, model: str | None, started: float) -> Sample:
+    def _send(
+        self,
+        endpoint: str,
+        model: str | None,
+        started: float,
+        session: requests.Session,
+    ) -> Sample:
         try:
             if endpoint == "health":
-                response = self._session.get(f"{self.url}/health", timeout=self.timeout)
+                response = session.get(f"{self.url}/health", timeout=self.timeout)
             else:
                 assert model is not None
                 body = {
                     "model": model,
                     "instances": self.model_set.canary_inputs[model],
                 }
-                response = self._session.post(
+                response = session.post(
                     f"{self.url}/predict", json=body, timeout=self.timeout
                 )
         except requests.RequestException as err:

@@ -6,6 +6,7 @@ events and target events can be compared directly. Times are seconds.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -102,8 +103,13 @@ class Timeline:
         self.faults: list[FaultEvent] = []
 
     def add_sample(self, sample: Sample) -> None:
+        """Add a sample, keeping samples in order of their request's start.
+
+        The probe's threads finish requests out of that order: a slow predict
+        sent before a quick health request is recorded after it.
+        """
         with self._lock:
-            self.samples.append(sample)
+            bisect.insort(self.samples, sample, key=lambda s: s.t)
 
     def add_event(self, kind: str, **detail: Any) -> Event:
         event = Event(now(), kind, detail)

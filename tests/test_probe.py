@@ -391,18 +391,30 @@ def test_samples_reach_timeline(service: CannedService) -> None:
     timeline = Timeline()
     with Probe(service.url, timeline, canned_model_set(), interval=0.02) as probe:
         first(probe, "predict", "champion_model")
+        first(probe, "predict", "global_model")
 
-    assert timeline.samples == probe.samples
-    assert [s.endpoint for s in timeline.samples[:3]] == [
-        "health",
-        "predict",
-        "predict",
-    ]
-    assert [s.model for s in timeline.samples[:3]] == [
-        None,
-        "global_model",
-        "champion_model",
-    ]
+    times = [s.t for s in timeline.samples]
+    assert sorted(probe.samples, key=lambda s: s.t) == timeline.samples
+    assert times == sorted(times)
+    assert {(s.endpoint, s.model) for s in timeline.samples} == {
+        ("health", None),
+        ("predict", "global_model"),
+        ("predict", "champion_model"),
+    }
+
+
+def test_hung_predict_leaves_health_sampled(service: CannedService) -> None:
+    service.predict["global_model"] = Reply(
+        body=predict_body("global_model", SHA_V1), delay=1.0
+    )
+    with Probe(service.url, Timeline(), canned_model_set(), interval=0.02) as probe:
+        time.sleep(0.5)
+        samples = probe.samples
+
+    health = [s for s in samples if s.endpoint == "health"]
+    held = [s for s in samples if s.model == "global_model"]
+    assert len(health) >= 5
+    assert held == []
 
 
 def test_samples_per_second(service: CannedService) -> None:
@@ -419,13 +431,14 @@ def test_samples_per_second(service: CannedService) -> None:
     assert probe.samples_per_second == rate
 
 
-def test_one_keep_alive_connection(service: CannedService) -> None:
+def test_one_connection_per_thread(service: CannedService) -> None:
     with Probe(service.url, Timeline(), canned_model_set(), interval=0.01) as probe:
         time.sleep(0.3)
 
+    # One thread for /health and one per model, each on its keep-alive session.
     assert len(probe.samples) > 10
     assert all(s.ok for s in probe.samples)
-    assert len(service.client_ports) == 1
+    assert len(service.client_ports) == 3
 
 
 def test_wait_for_degraded(service: CannedService) -> None:
