@@ -315,9 +315,22 @@ def _check_run_options(args: argparse.Namespace) -> None:
 
         load_model_set(Path(args.models).resolve())
     if args.target == "docker":
-        from harness.targets.docker import check_engine
+        _prepare_docker()
 
-        check_engine()
+
+def _prepare_docker() -> None:
+    """Check the engine and build the target image before any scenario starts.
+
+    Built here, the image is not built inside the first scenario of each
+    worker, where the build's load slowed the other worker's containers.
+    """
+    from harness.docker import build_target_image
+    from harness.targets.docker import check_engine
+
+    check_engine()
+    # A first build takes minutes; its steps are shown even without -v.
+    logging.getLogger("harness.docker").setLevel(logging.INFO)
+    build_target_image()
 
 
 def _pytest_args(args: argparse.Namespace, run_id: str) -> list[str]:
@@ -415,9 +428,7 @@ def _explore(args: argparse.Namespace) -> int:
         )
     report_dir = _report_dir(args.report_dir)
     if args.target == "docker":
-        from harness.targets.docker import check_engine
-
-        check_engine()
+        _prepare_docker()
 
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     context = RunContext(

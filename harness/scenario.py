@@ -73,7 +73,8 @@ class ScenarioSettings:
     probe_interval: float = 0.05
     poll_interval: float = 0.2
     validate_timeout: float = 3.0
-    startup_timeout: float = 20.0
+    # None leaves the start-up timeout to the kind of target.
+    startup_timeout: float | None = None
 
 
 class Scenario:

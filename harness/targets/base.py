@@ -25,7 +25,8 @@ class TargetConfig:
 
     ``model_dir`` and ``hmac_key_file`` are host paths; a container target mounts
     them. ``poll_interval`` and ``validate_timeout`` are seconds and are passed to
-    the service; ``startup_timeout`` bounds the wait for ``/health``.
+    the service; ``startup_timeout`` bounds the wait for ``/health``, and
+    ``None`` leaves it to the kind of target.
     """
 
     loader: str
@@ -35,7 +36,7 @@ class TargetConfig:
     model_names: tuple[str, ...] = ("global_model", "champion_model")
     poll_interval: float = 0.2
     validate_timeout: float = 5.0
-    startup_timeout: float = 60.0
+    startup_timeout: float | None = None
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
 
@@ -67,6 +68,8 @@ class Target(ABC):
     """
 
     kind: str = "abstract"
+    # Seconds to wait for /health when the config sets no start-up timeout.
+    default_startup_timeout: float = 20.0
 
     def __init__(self, config: TargetConfig, timeline: Timeline | None = None) -> None:
         self.config = config
@@ -74,12 +77,19 @@ class Target(ABC):
         self.url = ""
         self._http = requests.Session()
 
+    @property
+    def startup_timeout(self) -> float:
+        """Seconds the target has to respond on ``/health`` after a (re)start."""
+        if self.config.startup_timeout is not None:
+            return self.config.startup_timeout
+        return self.default_startup_timeout
+
     @abstractmethod
     def start(self) -> None:
         """Start the service and return once ``/health`` responds.
 
         Raises :class:`~harness.errors.TargetNotReady` when it does not answer
-        within ``config.startup_timeout`` or exits first.
+        within ``startup_timeout`` seconds or exits first.
         """
 
     @abstractmethod

@@ -85,6 +85,9 @@ class DockerTarget(Target):
     """
 
     kind = "docker"
+    # A container's first start after its image was built reads every library
+    # from a cold overlay file system; under load that took over 20 s.
+    default_startup_timeout = 60.0
 
     def __init__(
         self,
@@ -226,7 +229,7 @@ class DockerTarget(Target):
         return copy
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.config.startup_timeout
+        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             state = self._state()
             if not state.get("Running"):
@@ -245,10 +248,10 @@ class DockerTarget(Target):
                 return
             time.sleep(_READY_POLL)
 
-        self._record("target_not_ready", timeout=self.config.startup_timeout)
+        self._record("target_not_ready", timeout=self.startup_timeout)
         raise TargetNotReady(
             f"container {self.container_name} did not respond to {self.url}/health "
-            f"within {self.config.startup_timeout:g} s (health: "
+            f"within {self.startup_timeout:g} s (health: "
             f"{self.container_health}); its log ends with:\n{self._log_tail()}",
             target=self.kind,
         )

@@ -95,7 +95,7 @@ class ProcessTarget(Target):
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.config.startup_timeout
+        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             code = self._poll()
             if code is not None:
@@ -110,10 +110,10 @@ class ProcessTarget(Target):
                 return
             time.sleep(_READY_POLL)
 
-        self._record("target_not_ready", timeout=self.config.startup_timeout)
+        self._record("target_not_ready", timeout=self.startup_timeout)
         raise TargetNotReady(
             f"the service did not answer {self.url}/health within "
-            f"{self.config.startup_timeout:.0f} s; its log ends with:\n"
+            f"{self.startup_timeout:.0f} s; its log ends with:\n"
             f"{self._log_tail()}",
             target=self.kind,
         )
