@@ -122,6 +122,18 @@ def test_close_leaves_no_process(target: ProcessTarget) -> None:
     assert not group_alive(pgid)
 
 
+def test_close_removes_fork_server_files(target: ProcessTarget) -> None:
+    target.start()
+    temp_dir = target._temp_dir
+    assert temp_dir is not None
+    # The hardened service's fork server keeps its socket directory there.
+    assert any(temp_dir.glob("pymp-*"))
+
+    target.close()
+
+    assert not temp_dir.exists()
+
+
 def test_exit_before_ready(tmp_path: Path, model_set: ModelSet) -> None:
     config = make_config(tmp_path, model_set, model_dir=tmp_path / "missing")
     target = ProcessTarget(config, Timeline())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import IO
@@ -63,6 +65,10 @@ class ProcessTarget(Target):
         self._paused = False
         self._tracked: Path | None = None
         self._exit_recorded_for: int | None = None
+        # The service's TMPDIR. Its fork server puts a socket directory there,
+        # which only a graceful exit removes; close() removes it after a kill.
+        self._temp_dir: Path | None = None
+        self._temp_tracked: Path | None = None
 
     def command(self) -> list[str]:
         key = str(self.config.hmac_key_file) if self.config.hmac_key_file else None
@@ -77,7 +83,15 @@ class ProcessTarget(Target):
         if self._log_handle is None:
             # One handle for every run of the service, closed in close().
             self._log_handle = open(self._log_path, "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.config.env}
+        if self._temp_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="model-chaos-tmp-"))
+            self._temp_tracked = track("directory", path=str(self._temp_dir))
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TMPDIR": str(self._temp_dir),
+            **self.config.env,
+        }
         self._process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -178,6 +192,12 @@ class ProcessTarget(Target):
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+        if self._temp_tracked is not None:
+            untrack(self._temp_tracked)
+            self._temp_tracked = None
         self._http.close()
 
     def _poll(self) -> int | None:
