@@ -31,6 +31,8 @@ EXIT_INTERRUPTED = 130
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    typed = list(argv) if argv is not None else sys.argv[1:]
+    args.command_line = shlex.join(["model-chaos", *typed])
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -352,6 +354,8 @@ def _pytest_args(args: argparse.Namespace, run_id: str) -> list[str]:
         run_id,
         "--repeat",
         str(args.repeat),
+        "--run-command",
+        args.command_line,
     ]
     if args.models is not None:
         pytest_args += ["--models", str(Path(args.models).resolve())]

@@ -79,6 +79,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--run-id", default=None, help="name of the run's report folder")
     group.addoption(
+        "--run-command",
+        default=None,
+        help="command line shown in the report's header (default: this pytest command)",
+    )
+    group.addoption(
         "--recover-within",
         type=float,
         default=Bounds.recover_within,
@@ -253,7 +258,8 @@ def _run_record(config: pytest.Config) -> RunRecord:
         loader=options.loader,
         seed=options.seed,
         repeat=options.repeat,
-        command=shlex.join(["pytest", *config.invocation_params.args]),
+        command=options.run_command
+        or shlex.join(["pytest", *config.invocation_params.args]),
         harness_versions=harness_versions(),
         target_versions={},
         report_dir=str(options.report_dir),

@@ -112,6 +112,9 @@ def test_run_writes_valid_report(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert report["run"]["loader"] == "hardened"
     assert report["run"]["seed"] == 11
+    assert report["run"]["command"] == (
+        f"model-chaos run -k baseline --seed 11 --report-dir {tmp_path}"
+    )
     assert [entry["name"] for entry in report["scenarios"]] == ["baseline"]
     assert report["scenarios"][0]["outcome"] == "passed"
     assert (tmp_path / "latest" / "report.md").is_file()
