@@ -10,10 +10,12 @@ import copy
 import functools
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -229,6 +231,10 @@ class ServiceProcess:
         ]
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
+        # The fork server's socket directory goes here and is removed in close(),
+        # since a killed service cannot remove it. A short path under the system
+        # temporary directory, because socket paths are limited to 107 bytes.
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="model-chaos-test-"))
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> ServiceProcess:
         """Start the service and return once /health responds."""
@@ -239,6 +245,7 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, "TMPDIR": str(self.temp_dir)},
                 start_new_session=True,
             )
         wait_for(self._ready, timeout)
@@ -291,13 +298,13 @@ class ServiceProcess:
 
     def close(self) -> None:
         """Kill the service's whole process group; safe to call more than once."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(10)
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> ServiceProcess:
         return self
