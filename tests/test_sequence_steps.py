@@ -51,6 +51,11 @@ def test_unknown_action_names_the_known_ones() -> None:
         Step("melt", "global_model")
 
 
+def test_unknown_slot_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown slot 'spare'"):
+        Step("truncate", "global_model", "spare")
+
+
 def test_recovered_is_always_checked() -> None:
     assert "recovered" in CHECKS
 

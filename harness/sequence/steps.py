@@ -66,6 +66,10 @@ class Step:
             raise ValueError(
                 f"unknown step {self.action!r}; expected one of {', '.join(ACTIONS)}"
             )
+        if self.slot not in SLOTS:
+            raise ValueError(
+                f"unknown slot {self.slot!r}; expected one of {', '.join(SLOTS)}"
+            )
 
     def describe(self) -> str:
         if self.action == "restart":
@@ -84,7 +88,7 @@ class Step:
 
 
 def draw_sequence(seed: int, models: Sequence[str], length: int) -> tuple[Step, ...]:
-    """Return the sequence of ``length`` steps that ``seed`` stands for.
+    """Return ``length`` steps drawn from ``seed``.
 
     The same seed, models and length always give the same steps, so that
     ``--seed`` replays a sequence and the explorer can shrink the one a
