@@ -123,6 +123,29 @@ def test_truncations_rejected_by_basic(reference: Reference, tmp_path: Path) -> 
     assert all(run.outcome.error for run in runs)
 
 
+def test_split_between_drivers_keeps_order(
+    reference: Reference, tmp_path: Path
+) -> None:
+    # Enough copies for the runner to split them between driver processes,
+    # with the aimed copies among the truncations.
+    data = reference.data
+    aimed = list(aimed_copies(data).values())
+    cuts = [
+        Damage("truncate", 10 + i, size=size)
+        for i, size in enumerate(range(0, len(data), len(data) // 80))
+    ]
+    damages = cuts[:30] + aimed + cuts[30:]
+    loader = case_loader("basic", reference, tmp_path)
+
+    split = CaseRunner(data, loader, workers=WORKERS).run(damages, LIMITS)
+    alone = CaseRunner(data, loader, workers=1).run(damages, LIMITS)
+
+    assert len(damages) >= 64
+    assert [run.damage for run in split] == damages
+    assert verdicts(split) == verdicts(alone)
+    assert verdicts(split)[30:35] == list(aimed_copies(data))
+
+
 def test_naive_serves_nothing_after_failed_load(
     reference: Reference, tmp_path: Path
 ) -> None:

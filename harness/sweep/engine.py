@@ -10,6 +10,8 @@ run from the first byte, as undamaged calibration cases do.
 from __future__ import annotations
 
 import os
+import pickle
+import signal
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, cast
@@ -21,6 +23,13 @@ from harness.sweep.processes import EXIT_NO_VERDICT, CasePool, CaseRun
 from harness.sweep.reader import ForkingReader
 from harness.sweep.timeouts import Timeouts
 from harness.sweep.verdict import Outcome, error_text
+
+# What a driver process sends back for each copy: outcome, duration, phases.
+_Result = tuple[Outcome, float, dict[str, float]]
+
+# Copies below this count run from this process: a driver process costs a
+# parse of the whole file, which a handful of cases does not pay back.
+_SPLIT_AT_LEAST = 64
 
 
 class CaseRunner:
@@ -34,7 +43,19 @@ class CaseRunner:
         self._case: CaseProcess | None = None
 
     def run(self, damages: Sequence[Damage], timeouts: Timeouts) -> list[CaseRun]:
-        """Return the run of every copy in ``damages``, in the order given."""
+        """Return the run of every copy in ``damages``, in the order given.
+
+        With several workers and many copies, the copies are split between
+        driver processes that each parse the file and fork their own cases.
+        A fork of a process with scikit-learn imported took about 8 ms on a
+        2-core virtual machine, so one process forking every case could not
+        start more than about 120 cases a second.
+        """
+        if self._workers > 1 and len(damages) >= _SPLIT_AT_LEAST:
+            return self._run_in_drivers(damages, timeouts)
+        return self._run_here(damages, timeouts)
+
+    def _run_here(self, damages: Sequence[Damage], timeouts: Timeouts) -> list[CaseRun]:
         pool = CasePool(self._loader, workers=self._workers, timeouts=timeouts)
         try:
             reader = ForkingReader(
@@ -47,6 +68,58 @@ class CaseRunner:
         finally:
             pool.close()
         return _in_order(pool.runs, damages)
+
+    def _run_in_drivers(
+        self, damages: Sequence[Damage], timeouts: Timeouts
+    ) -> list[CaseRun]:
+        groups = [
+            list(range(first, len(damages), self._workers))
+            for first in range(self._workers)
+        ]
+        drivers: list[tuple[int, int]] = []
+        reaped: set[int] = set()
+        runs: dict[int, CaseRun] = {}
+        try:
+            for indices in groups:
+                drivers.append(self._fork_driver(damages, indices, timeouts))
+            for (pid, fd), indices in zip(drivers, groups, strict=True):
+                results = _read_results(fd, pid, reaped)
+                for index, (outcome, duration, phases) in zip(
+                    indices, results, strict=True
+                ):
+                    runs[index] = CaseRun(damages[index], outcome, duration, phases)
+        finally:
+            for pid, fd in drivers:
+                os.close(fd)
+                if pid not in reaped:
+                    _kill_driver(pid)
+        return [runs[index] for index in range(len(damages))]
+
+    def _fork_driver(
+        self, damages: Sequence[Damage], indices: list[int], timeouts: Timeouts
+    ) -> tuple[int, int]:
+        """Fork a driver process that runs the copies at ``indices``."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid != 0:
+            os.close(write_fd)
+            return pid, read_fd
+
+        # The driver process. Its own process group lets the sweep process
+        # kill it together with its cases, and Ctrl-C is left to the sweep.
+        code = EXIT_NO_VERDICT
+        try:
+            os.close(read_fd)
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Two cases at a time, so the driver forks one while the other runs.
+            runner = CaseRunner(self._data, self._loader, workers=2)
+            runs = runner._run_here([damages[i] for i in indices], timeouts)
+            results = [(run.outcome, run.duration, run.phases) for run in runs]
+            _write_all(write_fd, pickle.dumps(results))
+            code = 0
+        finally:
+            os._exit(code)
 
     def run_from_start(
         self, damages: Sequence[Damage], timeouts: Timeouts
@@ -119,6 +192,37 @@ class CaseRunner:
                 "the undamaged file failed to load in the sweep process: "
                 f"{error_text(err)}"
             ) from err
+
+
+def _read_results(fd: int, pid: int, reaped: set[int]) -> list[_Result]:
+    """Read a driver's results until it closes its pipe, then reap it."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    reaped.add(pid)
+    if os.waitstatus_to_exitcode(status) != 0 or not chunks:
+        raise HarnessError(
+            f"a sweep driver process (pid {pid}) ended with status "
+            f"{os.waitstatus_to_exitcode(status)} before it sent its results"
+        )
+    return cast(list[_Result], pickle.loads(b"".join(chunks)))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.close(fd)
+
+
+def _kill_driver(pid: int) -> None:
+    """Kill a driver that was not reaped, with its cases, and reap it."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
 
 
 def _in_order(runs: Iterable[CaseRun], damages: Sequence[Damage]) -> list[CaseRun]:
