@@ -1,8 +1,9 @@
 """Running damaged copies: one process each, forked where the copy's damage starts.
 
-:meth:`CaseRunner.run` unpickles the undamaged file once through a
-:class:`~harness.sweep.reader.ForkingReader`, so that every case process starts
-with the prefix it shares with the undamaged file already parsed. Copies whose
+:meth:`CaseRunner.run` unpickles the undamaged file through a
+:class:`~harness.sweep.reader.ForkingReader`, once per driver process, so that
+every case process starts with the prefix it shares with the undamaged file
+already parsed. Copies whose
 damage the reader never reached (a file that joblib does not read to its end)
 run from the first byte, as undamaged calibration cases do.
 """
