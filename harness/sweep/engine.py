@@ -25,7 +25,7 @@ from harness.sweep.reader import ForkingReader
 from harness.sweep.timeouts import Timeouts
 from harness.sweep.verdict import Outcome, error_text
 
-# What a driver process sends back for each copy: outcome, duration, phases.
+# The result a driver process sends back for each copy: outcome, duration, phases.
 _Result = tuple[Outcome, float, dict[str, float]]
 
 # Copies below this count run from this process: a driver process costs a
