@@ -247,11 +247,11 @@ def test_base_present_is_used() -> None:
     assert client.images.pulled == []
 
 
-def test_base_falls_back_after_failed_pull() -> None:
+def test_built_fallback_skips_the_registry() -> None:
     client: Any = FakeClient({FALLBACK_BASE_IMAGE})
 
     assert resolve_base_image(client) == FALLBACK_BASE_IMAGE
-    assert client.images.pulled == [DEFAULT_BASE_IMAGE]
+    assert client.images.pulled == []
 
 
 def test_explicit_base_never_replaced() -> None:

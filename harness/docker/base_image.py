@@ -76,12 +76,18 @@ def resolve_base_image(
 
     ``requested`` is used when it is present or can be pulled. Only the default
     falls back to :data:`FALLBACK_BASE_IMAGE`, because an explicit choice
-    replaced silently would test something else. Raises
+    replaced silently would test something else; a fallback already built is
+    used without asking the registry again. Raises
     :class:`ImageBuildError` when no base image can be had.
     """
     if image_exists(client, requested):
         logger.info("base image %s is present", requested)
         return requested
+    if requested == DEFAULT_BASE_IMAGE and image_exists(client, FALLBACK_BASE_IMAGE):
+        # The fallback exists because an earlier pull failed; trying the
+        # registry again on every run would only add a network round trip.
+        logger.info("base image %s is present", FALLBACK_BASE_IMAGE)
+        return FALLBACK_BASE_IMAGE
 
     pull_error = _try_pull(client, requested)
     if pull_error is None:
