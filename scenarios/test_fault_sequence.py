@@ -6,14 +6,17 @@ to the fewest steps that still fail.
 """
 
 from harness import Scenario
-from harness.sequence import CHECKS, DEFAULT_LENGTH, draw_sequence, run_sequence
+from harness.sequence import (
+    CHECKS,
+    DEFAULT_LENGTH,
+    draw_sequence,
+    run_sequence,
+    shrink_command,
+)
 
 
 def test_fault_sequence(chaos: Scenario) -> None:
-    steps = draw_sequence(chaos.seed, chaos.model_set.names, DEFAULT_LENGTH)
-    chaos.metrics["shrink"] = (
-        f"model-chaos explore --loader {chaos.settings.loader} "
-        f"--seed {chaos.seed} --runs 1"
-    )
+    steps = draw_sequence(chaos.seed, chaos.model_set, DEFAULT_LENGTH)
+    chaos.metrics["shrink"] = shrink_command(chaos)
     run_sequence(chaos, steps)
     chaos.verify(*CHECKS)

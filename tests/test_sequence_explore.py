@@ -109,19 +109,16 @@ def test_unconfirmed_when_the_last_run_passes() -> None:
     assert not shrunk.confirmed
 
 
-def test_explore_shrinks_each_failing_seed() -> None:
+def test_explore_shrinks_each_failing_seed(model_set: ModelSet) -> None:
     runs = ScriptedRuns()
-    runner = SimpleNamespace(
-        model_set=SimpleNamespace(names=("global_model", "champion_model")),
-        run=runs,
-    )
+    runner = SimpleNamespace(model_set=model_set, run=runs)
     reported: list[SequenceResult] = []
 
-    results = explore(runner, seed=40, runs=3, length=4, on_failure=reported.append)  # type: ignore[arg-type]
+    results = explore(runner, seed=40, runs=3, length=4, on_result=reported.append)  # type: ignore[arg-type]
 
     assert [result.seed for result in results] == [40, 41, 42]
-    assert reported == [result for result in results if result.failed]
-    assert all(result.shrunk is not None for result in reported)
+    assert reported == results
+    assert all(r.shrunk is not None for r in results if r.failed)
 
 
 @pytest.fixture

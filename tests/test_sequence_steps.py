@@ -2,33 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from harness.checks import Bounds
+from harness.faults.format import KINDS as FORMAT_DAMAGE
 from harness.models import ModelSet
 from harness.scenario import Scenario, ScenarioSettings
 from harness.sequence import ACTIONS, CHECKS, Step, draw_sequence, run_sequence
+from harness.sequence.steps import check_applicable, format_kinds
 from harness.targets.process import ProcessTarget
 
-MODELS = ("global_model", "champion_model")
 
+def test_draw_is_deterministic_per_seed(model_set: ModelSet) -> None:
+    first = draw_sequence(7, model_set, 8)
 
-def test_draw_is_deterministic_per_seed() -> None:
-    first = draw_sequence(7, MODELS, 8)
-
-    assert draw_sequence(7, MODELS, 8) == first
+    assert draw_sequence(7, model_set, 8) == first
     assert len(first) == 8
-    assert draw_sequence(8, MODELS, 8) != first
+    assert draw_sequence(8, model_set, 8) != first
 
 
-def test_many_seeds_draw_every_action() -> None:
-    drawn = {
-        step.action for seed in range(60) for step in draw_sequence(seed, MODELS, 6)
-    }
+def test_many_seeds_draw_every_action(model_set: ModelSet) -> None:
+    drawn = [step for seed in range(80) for step in draw_sequence(seed, model_set, 6)]
 
-    assert drawn == set(ACTIONS)
+    assert {step.action for step in drawn} == set(ACTIONS)
+    # The champion is a linear model: no tree damage is drawn for it.
+    champion = {step.action for step in drawn if step.model == "champion_model"}
+    assert champion.isdisjoint({"child_loop", "child_out_of_range"})
+    assert "leaf_values" in champion
+
+
+def test_linear_model_takes_two_kinds(model_set: ModelSet) -> None:
+    assert format_kinds(model_set, "champion_model") == (
+        "leaf_values",
+        "attribute_removed",
+    )
+    assert format_kinds(model_set, "global_model") == FORMAT_DAMAGE
+
+
+def test_step_for_another_model_skips(model_set: ModelSet) -> None:
+    forest_only = dataclasses.replace(model_set, names=("global_model",))
+
+    with pytest.raises(pytest.skip.Exception, match="needs champion_model"):
+        check_applicable(forest_only, [Step("delete", "champion_model", "backup")])
+
+
+def test_tree_damage_on_linear_skips(model_set: ModelSet) -> None:
+    steps = [Step("child_loop", "champion_model", "primary")]
+
+    with pytest.raises(pytest.skip.Exception, match="takes leaf_values"):
+        check_applicable(model_set, steps)
 
 
 @pytest.mark.parametrize(

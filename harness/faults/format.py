@@ -91,6 +91,20 @@ def damage_format(path: Path, kind: str) -> FaultEvent:
     )
 
 
+def applicable_kinds(model: Any) -> tuple[str, ...]:
+    """Return the kinds of format damage that apply to a loaded ``model``."""
+    estimator = final_estimator(model)
+    trees = tree_structures(estimator)
+    kinds = []
+    if any(tree.node_count > 1 for tree in trees):
+        kinds += ["child_out_of_range", "child_loop"]
+    if trees or (hasattr(estimator, "coef_") and hasattr(estimator, "intercept_")):
+        kinds.append("leaf_values")
+    if any(hasattr(estimator, attribute) for attribute in REQUIRED_ATTRIBUTES):
+        kinds.append("attribute_removed")
+    return tuple(kinds)
+
+
 def final_estimator(model: Any) -> Any:
     """Return the last step of a pipeline (nested ones too), or the model itself."""
     while hasattr(model, "steps") and model.steps:

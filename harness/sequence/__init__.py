@@ -14,6 +14,7 @@ from harness.sequence.steps import (
     Step,
     draw_sequence,
     run_sequence,
+    shrink_command,
 )
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "Step",
     "draw_sequence",
     "run_sequence",
+    "shrink_command",
 ]

@@ -169,23 +169,24 @@ def explore(
     runs: int,
     length: int,
     budget: int = DEFAULT_BUDGET,
-    on_failure: Callable[[SequenceResult], None] | None = None,
+    on_result: Callable[[SequenceResult], None] | None = None,
 ) -> list[SequenceResult]:
     """Run the sequences of seeds ``seed`` to ``seed + runs - 1``; shrink failures.
 
-    ``on_failure`` is called with each shrunk failure as soon as it is known,
-    so that its scenario module exists even if a later run is interrupted.
+    ``on_result`` is called with each sequence's result, shrunk when it
+    failed, as soon as it is known, so that the caller can save it before a
+    later sequence is interrupted.
     """
     results = []
     for offset in range(runs):
         sequence_seed = seed + offset
-        steps = draw_sequence(sequence_seed, runner.model_set.names, length)
+        steps = draw_sequence(sequence_seed, runner.model_set, length)
         result = SequenceResult(sequence_seed, runner.run(steps))
         if result.failed:
             result.shrunk = shrink_sequence(
                 runner.run, steps, result.first.failed, budget=budget
             )
-            if on_failure is not None:
-                on_failure(result)
+        if on_result is not None:
+            on_result(result)
         results.append(result)
     return results

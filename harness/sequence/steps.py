@@ -7,18 +7,26 @@ the source of a scenario module.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
+import shlex
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import joblib
+import pytest
 
 from harness import faults
 from harness.errors import FaultError, ModelSetError
 from harness.faults._io import file_size
 from harness.faults.format import KINDS as FORMAT_DAMAGE
+from harness.faults.format import applicable_kinds
+from harness.models import ModelSet
 from harness.scenario import Scenario
 
 logger = logging.getLogger(__name__)
@@ -87,13 +95,15 @@ class Step:
         return f'Step("{self.action}", "{self.model}", "{self.slot}")'
 
 
-def draw_sequence(seed: int, models: Sequence[str], length: int) -> tuple[Step, ...]:
-    """Return ``length`` steps drawn from ``seed``.
+def draw_sequence(seed: int, model_set: ModelSet, length: int) -> tuple[Step, ...]:
+    """Return ``length`` steps drawn from ``seed`` for the models of ``model_set``.
 
-    The same seed, models and length always give the same steps, so that
+    The same seed, model set and length always give the same steps, so that
     ``--seed`` replays a sequence and the explorer can shrink the one a
-    scenario ran.
+    scenario ran. Format damage is drawn only of the kinds that apply to the
+    model, such as no tree damage for a linear model.
     """
+    models = model_set.names
     rng = random.Random(f"fault_sequence/{seed}")
     kinds = list(_WEIGHTS)
     weights = list(_WEIGHTS.values())
@@ -109,10 +119,59 @@ def draw_sequence(seed: int, models: Sequence[str], length: int) -> tuple[Step, 
             # Format damage counts as one kind of damage beside the file ones.
             action = rng.choice((*FILE_DAMAGE, "format"))
             if action == "format":
-                action = rng.choice(FORMAT_DAMAGE)
+                applicable = format_kinds(model_set, model)
+                action = rng.choice(applicable or FILE_DAMAGE)
             slot = "backup" if rng.random() < 0.3 else "primary"
             steps.append(Step(action, model, slot))
     return tuple(steps)
+
+
+def shrink_command(scenario: Scenario) -> str:
+    """Return the explore command that reruns and shrinks this scenario's sequence."""
+    command = ["model-chaos", "explore"]
+    for option, value in scenario.selection.items():
+        # Explore has no per-request bound: its checks use the default.
+        if option != "--request-latency":
+            command += [option, value]
+    command += ["--seed", str(scenario.seed), "--runs", "1"]
+    return shlex.join(command)
+
+
+def format_kinds(model_set: ModelSet, model: str) -> tuple[str, ...]:
+    """Return the kinds of format damage that apply to ``model``'s ``v1``."""
+    known = model_set.get(model, "v1")
+    assert known.path is not None
+    return _format_kinds_of(known.path)
+
+
+@functools.cache
+def _format_kinds_of(path: Path) -> tuple[str, ...]:
+    with warnings.catch_warnings():
+        # A version warning does not change which kinds apply.
+        warnings.simplefilter("ignore")
+        return applicable_kinds(joblib.load(path))
+
+
+def check_applicable(model_set: ModelSet, steps: Sequence[Step]) -> None:
+    """Skip the scenario when a step needs a model the run's model set lacks.
+
+    A sequence written out for one model set can meet another through
+    ``--models``; without this, its damage would be skipped step by step and
+    the scenario would pass without testing what it was written for.
+    """
+    for step in steps:
+        if step.model and step.model not in model_set.names:
+            pytest.skip(
+                f"the step {step.describe()!r} needs {step.model}, which this "
+                f"run's model files do not include"
+            )
+        if step.action in FORMAT_DAMAGE:
+            kinds = format_kinds(model_set, step.model)
+            if step.action not in kinds:
+                pytest.skip(
+                    f"the step {step.describe()!r} does not apply to this run's "
+                    f"{step.model}; it takes {', '.join(kinds) or 'no format damage'}"
+                )
 
 
 def run_sequence(scenario: Scenario, steps: Sequence[Step]) -> None:
@@ -124,6 +183,7 @@ def run_sequence(scenario: Scenario, steps: Sequence[Step]) -> None:
     steps may undo them. The closing publish of ``v2`` of every model is the
     one the target must serve, and the ``recovered`` check judges it.
     """
+    check_applicable(scenario.model_set, steps)
     scenario.metrics["steps"] = [step.describe() for step in steps]
     scenario.populate()
     scenario.start()
