@@ -16,8 +16,33 @@ import secrets
 import shutil
 import signal
 from pathlib import Path
+from types import FrameType
 
 logger = logging.getLogger(__name__)
+
+# The run that entries recorded by this process belong to, so that
+# ``model-chaos clean --run-id`` removes only that run's leftovers.
+_run_id: str | None = None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that every cleanup on the way runs."""
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Signal handler that turns SIGTERM into :class:`Terminated`."""
+    raise Terminated(f"received signal {signum}")
+
+
+def set_run(run_id: str | None) -> None:
+    """Record ``run_id`` in every entry this process tracks from now on."""
+    global _run_id
+    _run_id = run_id
+
+
+def current_run() -> str | None:
+    """Return the run id set with :func:`set_run`, if any."""
+    return _run_id
 
 
 def _live_dir() -> Path:
@@ -31,7 +56,8 @@ def track(kind: str, **info: object) -> Path:
     directory = _live_dir()
     directory.mkdir(parents=True, exist_ok=True)
     entry = directory / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.json"
-    entry.write_text(json.dumps({"kind": kind, "owner": os.getpid(), **info}))
+    record = {"kind": kind, "owner": os.getpid(), "run_id": _run_id, **info}
+    entry.write_text(json.dumps(record))
     return entry
 
 
@@ -50,7 +76,7 @@ def clean(run_id: str | None = None) -> list[str]:
         info = json.loads(entry.read_text())
         if _alive(int(info["owner"])):
             continue
-        if run_id is not None and info.get("run_id") not in (None, run_id):
+        if run_id is not None and info.get("run_id") != run_id:
             continue
         done.append(_remove(info))
         untrack(entry)

@@ -7,13 +7,18 @@ import ast
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from harness.checks import Bounds
+from harness.cleanup import raise_interrupt
 from harness.errors import HarnessError, UsageError
+from harness.run import check_seconds
 from harness.sequence import DEFAULT_LENGTH
 from harness.sequence.explore import DEFAULT_BUDGET
 from harness.targets.base import LOADERS
@@ -28,6 +33,17 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+EXIT_TERMINATED = 143
+
+# Set when SIGTERM arrived, which pytest reports as an ordinary interrupt.
+_terminated = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _terminated.set()
+    raise_interrupt(signum, frame)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -37,6 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # SIGTERM (from timeout, a CI cancel or systemd) cleans up like Ctrl-C.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        return _call(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _call(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args))
     except UsageError as err:
@@ -46,12 +73,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"model-chaos: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("model-chaos: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         # The reader of our output went away (`model-chaos list | head`).
         sys.stderr.close()
         return EXIT_OK
+
+
+def _interrupted() -> int:
+    """Remove what this run's killed workers left, and return 130 or 143."""
+    from harness.cleanup import clean, current_run
+
+    run_id = current_run()
+    if run_id is not None:
+        for line in clean(run_id):
+            logger.info("after the interrupt: %s", line)
+    if _terminated.is_set():
+        print("model-chaos: terminated; everything was cleaned up", file=sys.stderr)
+        return EXIT_TERMINATED
+    print("model-chaos: interrupted; everything was cleaned up", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -267,8 +308,8 @@ def _add_explore_parser(commands: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=DEFAULT_BUDGET,
         metavar="N",
-        help=f"runs of the target that shrinking one sequence may use (default: "
-        f"{DEFAULT_BUDGET})",
+        help=f"runs of the target that shrinking one sequence may use, besides "
+        f"the first run and the confirming run (default: {DEFAULT_BUDGET})",
     )
     explore.add_argument(
         "--recover-within",
@@ -305,6 +346,8 @@ def _run(args: argparse.Namespace) -> int:
 def _check_run_options(args: argparse.Namespace) -> None:
     if args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: pass 1 or more")
+    check_seconds("--recover-within", args.recover_within)
+    check_seconds("--request-latency", args.request_latency)
     if args.workers is not None and not (
         args.workers == "auto" or args.workers.isdigit()
     ):
@@ -411,25 +454,16 @@ def _sweep(args: argparse.Namespace) -> int:
 def _explore(args: argparse.Namespace) -> int:
     import random
 
-    from harness.report import point_latest
-    from harness.run import RunContext, harness_versions, make_run_id
+    from harness.cleanup import set_run
+    from harness.run import RunContext, make_run_id
     from harness.scenario import ScenarioSettings
-    from harness.sequence.explore import TrialRunner, explore
-    from harness.sequence.report import (
-        render_summary,
-        write_explore_json,
-        write_module,
-    )
 
     for option, value in (("--runs", args.runs), ("--steps", args.steps)):
         if value < 1:
             raise UsageError(f"{option} {value}: pass 1 or more")
     if args.budget < 1:
         raise UsageError(f"--budget {args.budget}: pass 1 or more runs")
-    if args.recover_within <= 0:
-        raise UsageError(
-            f"--recover-within {args.recover_within}: pass a number of seconds above 0"
-        )
+    check_seconds("--recover-within", args.recover_within)
     report_dir = _report_dir(args.report_dir)
     if args.target == "docker":
         _prepare_docker()
@@ -446,44 +480,68 @@ def _explore(args: argparse.Namespace) -> int:
             loader=args.loader, bounds=Bounds(recover_within=args.recover_within)
         ),
     )
-    out_dir = report_dir / context.run_id
+    # Loaded before the run folder exists, so that bad --models leaves none.
+    context.model_set()
+    set_run(context.run_id)
+    return _explore_run(context, args)
+
+
+def _explore_run(context: Any, args: argparse.Namespace) -> int:
+    """Run the sequences of ``context``, keeping explore.json current after each."""
+    from harness.report import point_latest
+    from harness.run import harness_versions
+    from harness.sequence.explore import SequenceResult, TrialRunner, explore
+    from harness.sequence.report import (
+        render_summary,
+        write_explore_json,
+        write_module,
+    )
+
+    out_dir = context.report_dir / context.run_id
     out_dir.mkdir()
-    command = _explore_command(args, seed)
+    point_latest(context.report_dir, context.run_id)
+    command = _explore_command(args, context.seed)
+    print(f"exploring with seed {context.seed}; report: {out_dir}", file=sys.stderr)
+    run = {
+        "id": context.run_id,
+        "command": shlex.join(command),
+        "loader": args.loader,
+        "target": args.target,
+        "seed": context.seed,
+        "runs": args.runs,
+        "steps": args.steps,
+        "started": _now_iso(),
+        "finished": None,
+        "versions": harness_versions(),
+    }
+    results: list[SequenceResult] = []
+    write_explore_json(out_dir / "explore.json", run, results)
+
+    def keep(result: SequenceResult) -> None:
+        # Written as each sequence ends, so an interrupted run keeps what it found.
+        if result.shrunk is not None:
+            result.module = write_module(
+                out_dir / "regressions", result, loader=args.loader, command=command
+            )
+        results.append(result)
+        write_explore_json(out_dir / "explore.json", run, results)
+
     runner = TrialRunner(
         model_set=context.model_set(),
         settings=context.settings,
         target_factory=context.target_factory(),
         on_trial=_print_trial,
     )
-
-    def keep(result: Any) -> None:
-        result.module = write_module(
-            out_dir / "regressions", result, loader=args.loader, command=command
-        )
-
-    started = _now_iso()
-    results = explore(
+    explore(
         runner,
-        seed=seed,
+        seed=context.seed,
         runs=args.runs,
         length=args.steps,
         budget=args.budget,
-        on_failure=keep,
+        on_result=keep,
     )
-    run = {
-        "id": context.run_id,
-        "command": shlex.join(command),
-        "loader": args.loader,
-        "target": args.target,
-        "seed": seed,
-        "runs": args.runs,
-        "steps": args.steps,
-        "started": started,
-        "finished": _now_iso(),
-        "versions": harness_versions(),
-    }
+    run["finished"] = _now_iso()
     write_explore_json(out_dir / "explore.json", run, results)
-    point_latest(report_dir, context.run_id)
     print(render_summary(results))
     print(f"report: {out_dir / 'explore.json'}")
     return EXIT_FAILED if any(result.failed for result in results) else EXIT_OK
@@ -559,8 +617,7 @@ def _exit_status(code: int, args: argparse.Namespace) -> int:
     if code == pytest.ExitCode.TESTS_FAILED:
         return EXIT_FAILED
     if code == pytest.ExitCode.INTERRUPTED:
-        print("model-chaos: interrupted; everything was cleaned up", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         selection = f"-k {args.keyword!r}" if args.keyword else "the selection"
         print(

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import shlex
+import signal
 from collections.abc import Generator, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -21,11 +22,19 @@ from typing import Any
 import pytest
 
 from harness.checks import Bounds
+from harness.cleanup import raise_interrupt, set_run
 from harness.errors import HarnessError
 from harness.models import ModelSet
 from harness.report import RunRecord, ScenarioRecord, write_report
 from harness.report.records import CheckRecord
-from harness.run import RunContext, harness_versions, make_run_id, scenario_name
+from harness.run import (
+    RunContext,
+    check_seconds,
+    harness_versions,
+    make_run_id,
+    scenario_name,
+    selection_options,
+)
 from harness.scenario import ChecksFailed, Scenario
 from harness.targets.base import LOADERS
 
@@ -104,6 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--repeat must be 1 or more, got {config.option.repeat}"
         )
+    try:
+        check_seconds("--recover-within", config.option.recover_within)
+        check_seconds("--request-latency", config.option.request_latency)
+    except HarnessError as err:
+        raise pytest.UsageError(str(err)) from err
 
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None:
@@ -114,6 +128,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.run_id = config.option.run_id or make_run_id()
         if config.option.seed is None:
             config.option.seed = random.randrange(1_000_000)
+    set_run(config.option.run_id)
+    if worker_input is not None and config.option.run_command:
+        # A worker of a model-chaos run: on SIGTERM it ends like on Ctrl-C,
+        # through every scenario's cleanup.
+        signal.signal(signal.SIGTERM, raise_interrupt)
 
     if worker_input is None:
         config.pluginmanager.register(_Reporter(config), "model-chaos-reporter")
@@ -180,6 +199,7 @@ def chaos(
         artifacts_dir=chaos_run.artifacts_dir(name, chaos_repeat),
         repeat=chaos_repeat,
     )
+    scenario.selection = selection_options(request.config.option)
     request.node.stash[_scenario_key] = scenario
     try:
         yield scenario
@@ -342,20 +362,10 @@ def _replay_command(options: Any, scenario: Scenario) -> str:
     """Return a ``model-chaos run`` command that runs this one case with its seed."""
     base, _, params = scenario.name.partition("[")
     expression = base if not params else f"{base} and {params.rstrip(']')}"
-    command = [
-        "model-chaos",
-        "run",
-        "--target",
-        options.target,
-        "--loader",
-        options.loader,
-        "--seed",
-        str(scenario.seed),
-        "-k",
-        expression,
-    ]
-    if options.models:
-        command += ["--models", str(options.models)]
+    command = ["model-chaos", "run"]
+    for option, value in selection_options(options).items():
+        command += [option, value]
+    command += ["--seed", str(scenario.seed), "-k", expression]
     return shlex.join(command)
 
 

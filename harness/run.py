@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -60,6 +61,28 @@ def harness_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def check_seconds(option: str, value: float | None) -> None:
+    """Raise UsageError unless ``value`` is None or a finite number of seconds > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{option} {value}: pass a number of seconds above 0")
+
+
+def selection_options(options: Any) -> dict[str, str]:
+    """Return the options that select what a run tests, as ``model-chaos`` takes them.
+
+    Replay and shrink commands repeat them, so that they run the same target,
+    loader, model files and bounds; bounds at their defaults are left out.
+    """
+    selected = {"--target": options.target, "--loader": options.loader}
+    if options.models:
+        selected["--models"] = str(options.models)
+    if options.recover_within != Bounds.recover_within:
+        selected["--recover-within"] = f"{options.recover_within:g}"
+    if options.request_latency != Bounds.request_latency:
+        selected["--request-latency"] = f"{options.request_latency:g}"
+    return selected
 
 
 @dataclass

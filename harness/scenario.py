@@ -108,6 +108,9 @@ class Scenario:
         self.startup_error: str | None = None
         self.metrics: dict[str, Any] = {}
         self.saved_files: list[str] = []
+        # The model-chaos options that select this run's target, loader, model
+        # files and bounds, for commands that replay it; set by the plugin.
+        self.selection: dict[str, str] = {}
         # A scenario that runs a damage sweep stores its result here for the
         # dangerous_files_rejected check.
         self.sweep_result: SweepResult | None = None

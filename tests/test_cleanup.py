@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cleanup import clean, track
+from harness.cleanup import clean, set_run, track
 from harness.targets.process import living_group_members
 
 
@@ -94,3 +94,31 @@ def test_keeps_entries_of_live_runs(own_cache: Path, tmp_path: Path) -> None:
     assert entry.exists()
     assert scratch.exists()
     assert json.loads(entry.read_text())["owner"] == os.getpid()
+
+
+def test_run_id_selects_that_run(own_cache: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    other = tmp_path / "other"
+    unknown = tmp_path / "unknown"
+    for scratch in (mine, other, unknown):
+        scratch.mkdir()
+    leftover(own_cache, "a", kind="directory", path=str(mine), run_id="run-a")
+    leftover(own_cache, "b", kind="directory", path=str(other), run_id="run-b")
+    leftover(own_cache, "c", kind="directory", path=str(unknown))
+
+    done = clean("run-a")
+
+    assert f"removed {mine}" in done
+    assert not mine.exists()
+    assert other.exists()
+    assert unknown.exists()
+
+
+def test_entries_record_the_run(own_cache: Path, tmp_path: Path) -> None:
+    set_run("run-7")
+    try:
+        entry = track("directory", path=str(tmp_path))
+    finally:
+        set_run(None)
+
+    assert json.loads(entry.read_text())["run_id"] == "run-7"

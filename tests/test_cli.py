@@ -1,4 +1,4 @@
-"""The model-chaos command as a user runs it: listing, bad input, a real run, Ctrl-C."""
+"""The model-chaos command as a user runs it: listing, bad input, runs, signals."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 from cli_support import latest_report, model_chaos
 
 from harness.cli import SCENARIOS_DIR, scenario_summaries
@@ -94,6 +95,14 @@ def test_docker_without_engine_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5"])
+def test_bad_bound_exits_2(value: str) -> None:
+    result = model_chaos("run", "--recover-within", value, "-k", "baseline")
+
+    assert result.returncode == 2
+    assert "pass a number of seconds above 0" in result.stderr
+
+
 def test_repeat_zero_exits_2() -> None:
     result = model_chaos("run", "--repeat", "0")
 
@@ -144,7 +153,12 @@ def live_entries(cache: Path) -> list[Path]:
     return sorted((cache / "model-chaos" / "live").glob("*.json"))
 
 
-def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_signal_cleans_up_and_exits(
+    tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
     cache = tmp_path / "cache"
     copy_model_cache(cache)
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
@@ -173,14 +187,14 @@ def test_ctrl_c_cleans_up_and_exits_130(tmp_path: Path) -> None:
         entries = [json.loads(p.read_text()) for p in live_entries(cache)]
         time.sleep(0.5)
 
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
 
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert live_entries(cache) == []
     for entry in entries:
         if entry["kind"] == "process":
