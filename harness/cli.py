@@ -594,6 +594,11 @@ def _sweep_kinds(text: str) -> list[str]:
 
 def _report_dir(path: str) -> Path:
     report_dir = Path(path)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise UsageError(
+            f"--report-dir {report_dir}: exists and is not a directory; pass a "
+            "directory, or a path to create one at"
+        )
     try:
         report_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -67,6 +67,16 @@ def test_report_dir_not_creatable_exits_2(tmp_path: Path) -> None:
     assert f"--report-dir {blocker / 'reports'}: cannot create it" in result.stderr
 
 
+def test_report_dir_is_file_exits_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    result = model_chaos("run", "--report-dir", str(blocker))
+
+    assert result.returncode == 2
+    assert f"--report-dir {blocker}: exists and is not a directory" in result.stderr
+
+
 def test_models_dir_without_models_exits_2(tmp_path: Path) -> None:
     result = model_chaos("run", "--models", str(tmp_path), "-k", "baseline")
 
