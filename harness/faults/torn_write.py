@@ -92,6 +92,8 @@ class TornWrite:
         finally:
             self.close()
 
+        # One rounded value for the params and the note, so the two always agree.
+        hold_seconds = round(self.hold_seconds, 3)
         self.event = FaultEvent(
             kind="torn_write",
             t_start=self.t_start,
@@ -101,10 +103,10 @@ class TornWrite:
                 "split": self.split,
                 "size": len(self.data),
                 "held_until_condition": self.held_until_condition,
-                "hold_seconds": round(self.hold_seconds, 3),
+                "hold_seconds": hold_seconds,
             },
             note=f"{self.path.name} rewritten in place and held at {self.split} of "
-            f"{len(self.data)} bytes for {self.hold_seconds:.2f} s",
+            f"{len(self.data)} bytes for {hold_seconds:.2f} s",
         )
         return self.event
 
