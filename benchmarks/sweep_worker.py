@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -17,6 +18,26 @@ import time
 from pathlib import Path
 
 from harness.sweep import run_sweep
+
+# Forks timed to give the median cost of forking this process.
+_FORKS = 50
+
+
+def _fork_seconds() -> float:
+    """Return the median seconds to fork this process, let the child exit, reap it.
+
+    This process has scikit-learn imported and the model loaded, as the
+    processes that fork the sweep's cases have.
+    """
+    times = []
+    for _ in range(_FORKS):
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU seconds: the sweep limits each phase of a case by CPU time.
         "phase_cpu_limits": dict(result.timeouts.seconds),
         "undamaged_phase_cpu_medians": dict(result.timeouts.medians),
+        "fork_seconds": _fork_seconds(),
         # ru_maxrss is in KiB on Linux.
         "peak_self_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "peak_children_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
