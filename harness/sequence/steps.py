@@ -156,8 +156,8 @@ def check_applicable(model_set: ModelSet, steps: Sequence[Step]) -> None:
     """Skip the scenario when a step needs a model the run's model set lacks.
 
     A sequence written out for one model set can meet another through
-    ``--models``; without this, its damage would be skipped step by step and
-    the scenario would pass without testing what it was written for.
+    ``--models``. Without this check its damage would be skipped step by step,
+    and the scenario would pass without testing what it was written for.
     """
     for step in steps:
         if step.model and step.model not in model_set.names:
