@@ -179,11 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     if config.loader == "hardened":
-        # Started before the imports below so that the fork server imports
-        # scikit-learn while this process does.
-        from target_service.forking import start_forkserver
+        # Forked before the imports below, while this process has one thread,
+        # so that the fork server imports scikit-learn while this process does.
+        from target_service.forking import fork_forkserver
 
-        start_forkserver()
+        fork_forkserver()
     import uvicorn
 
     from target_service.app import create_app

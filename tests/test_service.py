@@ -398,6 +398,11 @@ def test_damaged_models_rejected_and_clean_exit(
 
     helpers = child_pids(service.pid)
     assert helpers, "the fork server should run as a child of the service"
+    # The fork server is a fork of the service, not a new interpreter that
+    # would import scikit-learn a second time.
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in helpers]
+    assert Path(f"/proc/{service.pid}/cmdline").read_bytes() in commands
+    assert not any(b"multiprocessing.forkserver" in command for command in commands)
     assert service.terminate() == 0
     wait_for(lambda: not any(alive(pid) for pid in helpers), timeout=10)
     assert "Application shutdown complete" in service.logs()
