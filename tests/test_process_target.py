@@ -13,7 +13,12 @@ import requests
 from harness.errors import TargetNotReady
 from harness.models import ModelSet
 from harness.targets.base import TargetConfig
-from harness.targets.process import ProcessTarget, living_group_members
+from harness.targets.launcher import LaunchedService
+from harness.targets.process import (
+    COLD_START_VARIABLE,
+    ProcessTarget,
+    living_group_members,
+)
 from harness.timeline import Timeline
 
 
@@ -39,9 +44,18 @@ def make_config(
     return config
 
 
-@pytest.fixture
-def target(tmp_path: Path, model_set: ModelSet) -> Iterator[ProcessTarget]:
+@pytest.fixture(params=["warm", "cold"])
+def target(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    model_set: ModelSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[ProcessTarget]:
+    """A hardened target, forked from the launcher or started as a new interpreter."""
+    if request.param == "cold":
+        monkeypatch.setenv(COLD_START_VARIABLE, "1")
     target = ProcessTarget(make_config(tmp_path, model_set), Timeline())
+    assert target.warm == (request.param == "warm")
     try:
         yield target
     finally:
@@ -57,6 +71,7 @@ def test_start_serves_health(target: ProcessTarget) -> None:
 
     body = target.health()
 
+    assert isinstance(target._process, LaunchedService) == target.warm
     assert body is not None
     assert body["status"] == "healthy"
     assert target.running
@@ -156,3 +171,13 @@ def test_not_ready_within_timeout(tmp_path: Path, model_set: ModelSet) -> None:
             target.start()
     finally:
         target.close()
+
+
+def test_env_of_the_config_starts_a_fresh_interpreter(
+    tmp_path: Path, model_set: ModelSet
+) -> None:
+    # A fork of the warm launcher has made its imports already, and the
+    # variables could change how those behave.
+    config = make_config(tmp_path, model_set, env={"OMP_NUM_THREADS": "2"})
+
+    assert not ProcessTarget(config, Timeline()).warm

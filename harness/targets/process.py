@@ -12,17 +12,31 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from harness.cleanup import track, untrack
 from harness.errors import TargetError, TargetNotReady
 from harness.targets.base import Target, TargetConfig
+from harness.targets.launcher import LauncherError, shared_launcher
 from harness.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
 # Seconds between two looks at /health while waiting for the service to come up.
 _READY_POLL = 0.05
+
+# Set to 1 to start every service as a fresh interpreter, not a warm fork.
+COLD_START_VARIABLE = "MODEL_CHAOS_COLD_START"
+
+
+class ServiceProcess(Protocol):
+    """What the target needs of a service process: a Popen or a warm fork."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 def free_port() -> int:
@@ -57,7 +71,7 @@ class ProcessTarget(Target):
         super().__init__(config, timeline)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: ServiceProcess | None = None
         self._log_path = config.log_dir / "target.log"
         self._log_handle: IO[bytes] | None = None
         self._starts = 0
@@ -92,14 +106,7 @@ class ProcessTarget(Target):
             "TMPDIR": str(self._temp_dir),
             **self.config.env,
         }
-        self._process = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        self._process = self._launch(env)
         self._starts += 1
         self._paused = False
         if self._tracked is not None:
@@ -107,6 +114,32 @@ class ProcessTarget(Target):
         self._tracked = track("process", pgid=self._process.pid)
         self._record("target_started", pid=self._process.pid)
         self._wait_ready()
+
+    def _launch(self, env: dict[str, str]) -> ServiceProcess:
+        if self.warm:
+            try:
+                return shared_launcher().spawn(self.command()[3:], env, self._log_path)
+            except LauncherError as err:
+                logger.warning("starting a fresh interpreter instead: %s", err)
+        return subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    @property
+    def warm(self) -> bool:
+        """Whether the service starts as a fork of the launcher's warm interpreter.
+
+        Variables in ``config.env`` could change how the service's imports
+        behave, which a fork of an interpreter that has imported them cannot
+        honour, so such a service starts as a fresh interpreter, as every
+        service does when ``MODEL_CHAOS_COLD_START=1`` is set.
+        """
+        return not self.config.env and os.environ.get(COLD_START_VARIABLE) != "1"
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
