@@ -252,7 +252,8 @@ def _method(quick: bool) -> list[str]:
     notes = [
         "`model-chaos run` (process target, hardened loader, the defaults) runs "
         "as a subprocess with a scratch `--report-dir` and `TMPDIR`. The wall "
-        "time includes interpreter and pytest start-up.",
+        "time includes interpreter and pytest start-up, and the start of one "
+        "service launcher per pytest process: each service is a fork of it.",
         "Scenario durations and service start-ups come from the run's "
         "`report.json`: a start-up is the time from `target_started` to "
         "`target_ready` (or `target_not_ready`) on each scenario's timeline.",
