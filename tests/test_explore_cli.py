@@ -14,10 +14,10 @@ from cli_support import RUN_TIMEOUT, model_chaos
 from harness.cli import main
 from harness.sequence import Step
 
-# The first three steps of seed 128 truncate a backup, damage the global
-# model's node array and restart: the basic loader loads the damage at start-up
-# and crashes on the first predict.
-FOUND = ("--seed", "128", "--runs", "1", "--steps", "3", "--recover-within", "3")
+# The first three steps of seed 120 damage the global model's node array,
+# write random bytes over the champion and restart: the basic loader loads the
+# damaged global model at start-up and crashes on the first predict.
+FOUND = ("--seed", "120", "--runs", "1", "--steps", "3", "--recover-within", "3")
 
 # Both runs of the written module share one worker: they need the explore run.
 pytestmark = pytest.mark.xdist_group("explore-cli")
@@ -38,7 +38,7 @@ def test_basic_exits_1_and_shrinks(basic_run: dict[str, Any]) -> None:
     sequence = basic_run["document"]["sequences"][0]
 
     assert result.returncode == 1, result.stderr
-    assert sequence["seed"] == 128
+    assert sequence["seed"] == 120
     assert sequence["failed"] == ["stayed_up", "recovered"]
     assert sequence["shrunk"]["steps"] == [
         "child_out_of_range global_model primary",
@@ -53,7 +53,7 @@ def test_report_names_the_replay_command(basic_run: dict[str, Any]) -> None:
     run = basic_run["document"]["run"]
 
     assert run["command"] == (
-        "model-chaos explore --loader basic --seed 128 --runs 1 --steps 3 "
+        "model-chaos explore --loader basic --seed 120 --runs 1 --steps 3 "
         "--recover-within 3"
     )
     assert run["versions"]["scikit-learn"]
@@ -73,7 +73,7 @@ def test_module_holds_the_shrunk_steps(basic_run: dict[str, Any]) -> None:
         Step("child_out_of_range", "global_model", "primary"),
         Step("restart"),
     )
-    assert "model-chaos explore --loader basic --seed 128" in source
+    assert "model-chaos explore --loader basic --seed 120" in source
 
 
 def run_module(module: Path, loader: str, report_dir: Path) -> int:

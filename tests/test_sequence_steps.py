@@ -60,7 +60,9 @@ def test_tree_damage_on_linear_skips(model_set: ModelSet) -> None:
     "step",
     [
         Step("restart"),
+        Step("pause"),
         Step("publish", "champion_model", version="v1"),
+        Step("torn_write", "global_model", version="v2"),
         Step("truncate", "global_model", "backup"),
         Step("child_loop", "global_model", "primary"),
     ],
@@ -106,6 +108,8 @@ def test_hardened_target_survives_a_sequence(
         Step("restart"),
         Step("truncate", "global_model", "backup"),
         Step("publish", "champion_model", version="v1"),
+        Step("torn_write", "global_model", version="v2"),
+        Step("pause"),
     )
     scenario = hardened_scenario(model_set, tmp_path)
     try:
@@ -119,6 +123,9 @@ def test_hardened_target_survives_a_sequence(
     kinds = [fault.kind for fault in scenario.timeline.faults]
     assert kinds[:2] == ["garbage", "damage_format"]
     assert "restart" in kinds
+    assert kinds[-2:] == ["torn_write", "pause"]
+    torn = scenario.timeline.faults[-2]
+    assert torn.params["load_attempt_seen"] is True
 
 
 def test_inapplicable_step_is_skipped(model_set: ModelSet, tmp_path: Path) -> None:

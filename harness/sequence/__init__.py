@@ -1,4 +1,4 @@
-"""Fault sequences: seeded series of damage, publishes and restarts, and shrinking.
+"""Fault sequences: seeded series of damage, publishes, restarts and pauses.
 
 A sequence is drawn from a seed (:func:`draw_sequence`) and run against a live
 target (:func:`run_sequence`). The ``fault_sequence`` scenario runs the one of

@@ -1,8 +1,8 @@
 """The steps of a fault sequence, and how one is drawn from a seed.
 
-A step is a small record (damage this file, publish that version, restart)
-so that a sequence can be shrunk, saved in a report and written back out as
-the source of a scenario module.
+A step is a small record (damage this file, publish that version, write a
+file torn in half, restart, pause) so that a sequence can be shrunk, saved in
+a report and written back out as the source of a scenario module.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FILE_DAMAGE = ("truncate", "garbage", "delete")
 # The format damage kinds replace a file with a copy of ``v1`` damaged inside
 # the model, as a buggy writer would leave it. The manifest already there stays,
 # so its sha256 no longer matches.
-ACTIONS = (*FILE_DAMAGE, *FORMAT_DAMAGE, "publish", "restart")
+ACTIONS = (*FILE_DAMAGE, *FORMAT_DAMAGE, "publish", "torn_write", "restart", "pause")
 VERSIONS = ("v1", "v2")
 SLOTS = ("primary", "backup")
 
@@ -51,17 +51,21 @@ DEFAULT_LENGTH = 6
 # of the reloading loader's polls.
 STEP_GAP = 0.4
 
+# Seconds a pause step freezes the target.
+PAUSE_SECONDS = 1.0
+
 # How often each kind of step is drawn: damage most, since it is what the
-# sequences are about, and enough publishes and restarts to mix with it.
-_WEIGHTS = {"damage": 5, "publish": 2, "restart": 2}
+# sequences are about, and enough of the others to mix with it.
+_WEIGHTS = {"damage": 5, "publish": 2, "restart": 2, "torn_write": 1, "pause": 1}
 
 
 @dataclass(frozen=True)
 class Step:
     """One step of a fault sequence.
 
-    ``model`` and ``slot`` name the file of a damage step, ``model`` and
-    ``version`` the file a publish step writes; a restart uses neither.
+    ``model`` and ``slot`` name the file of a damage step. ``model`` and
+    ``version`` name the file that a publish step writes, and that a torn
+    write writes over the primary. A restart and a pause use neither.
     """
 
     action: str
@@ -82,16 +86,20 @@ class Step:
     def describe(self) -> str:
         if self.action == "restart":
             return "kill and restart the target"
+        if self.action == "pause":
+            return f"pause the target for {PAUSE_SECONDS:g} s"
         if self.action == "publish":
             return f"publish {self.model} {self.version}"
+        if self.action == "torn_write":
+            return f"torn write of {self.model} {self.version} over the primary"
         return f"{self.action} {self.model} {self.slot}"
 
     def source(self) -> str:
         """Return the Python expression that makes this step again."""
-        if self.action == "restart":
-            return 'Step("restart")'
-        if self.action == "publish":
-            return f'Step("publish", "{self.model}", version="{self.version}")'
+        if self.action in ("restart", "pause"):
+            return f'Step("{self.action}")'
+        if self.action in ("publish", "torn_write"):
+            return f'Step("{self.action}", "{self.model}", version="{self.version}")'
         return f'Step("{self.action}", "{self.model}", "{self.slot}")'
 
 
@@ -111,10 +119,10 @@ def draw_sequence(seed: int, model_set: ModelSet, length: int) -> tuple[Step, ..
     for _ in range(length):
         kind = rng.choices(kinds, weights)[0]
         model = rng.choice(models)
-        if kind == "restart":
-            steps.append(Step("restart"))
-        elif kind == "publish":
-            steps.append(Step("publish", model, version=rng.choice(VERSIONS)))
+        if kind in ("restart", "pause"):
+            steps.append(Step(kind))
+        elif kind in ("publish", "torn_write"):
+            steps.append(Step(kind, model, version=rng.choice(VERSIONS)))
         else:
             # Format damage counts as one kind of damage beside the file ones.
             action = rng.choice((*FILE_DAMAGE, "format"))
@@ -208,8 +216,17 @@ def _apply(scenario: Scenario, step: Step) -> None:
         scenario.inject(faults.kill(scenario.target))
         scenario.inject(faults.restart(scenario.target))
         return
+    if step.action == "pause":
+        scenario.inject(faults.pause(scenario.target, PAUSE_SECONDS))
+        return
     if step.action == "publish":
         scenario.publish(step.model, step.version, promise=False)
+        return
+    if step.action == "torn_write":
+        # Held half-written until the target tried to load it, or for at most
+        # the torn write's hold timeout when it never tries.
+        with scenario.torn_write(step.model, step.version) as write:
+            write.hold_until_load_attempt()
         return
 
     path = scenario.file(step.model, backup=step.slot == "backup")
