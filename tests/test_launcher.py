@@ -64,6 +64,7 @@ def test_fork_runs_the_module_in_its_own_session(
         "served from the working directory"
     )
     assert os.getsid(service.pid) == service.pid
+    assert Path(f"/proc/{service.pid}/comm").read_text() == "http.server\n"
     assert service.poll() is None
     # http.server logs each request to stderr, which is the log file.
     wait_for(lambda: "GET /page.txt" in (tmp_path / "server.log").read_text(), 5)

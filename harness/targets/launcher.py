@@ -71,6 +71,7 @@ _WAIT_POLL = 0.01
 
 # From <linux/prctl.h>.
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
 class LauncherError(TargetError):
@@ -325,6 +326,7 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
     code = 1
     try:
         _die_with_parent(launcher)
+        _name_process(module)
         os.setsid()
         # The launcher's pipes to the harness sit on 0 and 1; replacing them
         # leaves the child holding no end of them.
@@ -349,11 +351,23 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
 def _die_with_parent(parent: int) -> None:
     # Linux sends the signal when the launcher exits. A launcher killed with
     # SIGKILL cannot kill its services itself.
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)  # the launcher died before prctl took effect
+
+
+def _name_process(module: str) -> None:
+    # The command line stays the launcher's, so the name that ps -o comm, top
+    # and pgrep show is what tells a service from the launcher.
+    name = ctypes.create_string_buffer(module.encode()[:15])
+    _prctl(_PR_SET_NAME, ctypes.addressof(name))
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl({option}) failed: {os.strerror(errno)}")
 
 
 def _run_module(module: str) -> int:
