@@ -16,7 +16,9 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +57,10 @@ MATCH_TOLERANCE = 1e-6
 
 USER_CANARY_ROWS = 8
 USER_CANARY_SEED = 20261204
+
+# A cached folder of models that no run has used for this many days is removed,
+# so that library upgrades and changed user models do not pile up copies.
+CACHE_UNUSED_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -265,8 +271,9 @@ def builtin_model_set(cache_dir: Path) -> ModelSet:
     The files live in ``cache_dir/<key>``, where the key hashes the scikit-learn,
     numpy and joblib versions and the source of ``models/train.py``, so that a new
     library or recipe trains again. A lock file makes parallel workers (pytest-xdist)
-    train once. The old-version fixtures in ``models/fixtures`` are added as
-    foreign versions.
+    train once. Other keys' folders that no run used for ``CACHE_UNUSED_DAYS`` are
+    removed. The old-version fixtures in ``models/fixtures`` are added as foreign
+    versions.
     """
     directory = cache_dir / _cache_key()
     try:
@@ -274,6 +281,7 @@ def builtin_model_set(cache_dir: Path) -> ModelSet:
         with _locked(cache_dir / f"{directory.name}.lock"):
             if not _cache_valid(directory):
                 _train_into(directory)
+            _use_cache_entry(directory)
     except OSError as err:
         raise ModelSetError(
             f"cannot prepare the model cache {cache_dir}: {err}", path=cache_dir
@@ -285,6 +293,33 @@ def builtin_model_set(cache_dir: Path) -> ModelSet:
         _add_fixtures(model_set, fixture_dir.parent)
     model_set.known[DUMMY_KEY] = dummy_model(len(models.train.CANARY_ROWS))
     return model_set
+
+
+def _use_cache_entry(entry: Path) -> None:
+    """Mark the cache folder ``entry`` as used now; remove siblings unused for long.
+
+    The folder's modification time records its last use. A sibling in use by a
+    run elsewhere was marked when that run started, so only folders of library
+    versions or models that no run has used for ``CACHE_UNUSED_DAYS`` go.
+    """
+    os.utime(entry)
+    cutoff = time.time() - CACHE_UNUSED_DAYS * 24 * 3600
+    for sibling in entry.parent.iterdir():
+        # Hidden folders are trainings in progress, and files are lock files.
+        if sibling == entry or sibling.name.startswith(".") or not sibling.is_dir():
+            continue
+        try:
+            used = sibling.stat().st_mtime
+        except FileNotFoundError:
+            continue  # another run removed it first
+        if used < cutoff:
+            shutil.rmtree(sibling, ignore_errors=True)
+            (entry.parent / f"{sibling.name}.lock").unlink(missing_ok=True)
+            logger.info(
+                "removed the model cache %s, unused for %d days",
+                sibling,
+                (time.time() - used) // (24 * 3600),
+            )
 
 
 def _cache_key() -> str:
@@ -434,6 +469,7 @@ def _add_user_model(
 
     out = cache_dir / "user" / f"{name}-{sha256_bytes(data)[:16]}"
     out.mkdir(parents=True, exist_ok=True)
+    _use_cache_entry(out)
     v1 = _store(out / f"{name}.v1.pkl", data)
     model_set.known[f"{name}@v1"] = _user_known(
         name, "v1", v1, model, inputs, pickled_by

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 import models.train
 from harness.errors import ModelSetError, UsageError
 from harness.models import (
+    CACHE_UNUSED_DAYS,
     FIXTURES_DIR,
     ModelSet,
     builtin_model_set,
@@ -577,3 +580,26 @@ def test_user_set_backup_other_features(
         f"{backup} expects 2 features but {user_dir / 'champion_model.pkl'} expects "
         "30; a backup must take the same inputs as its primary"
     )
+
+
+def test_cache_removes_folders_unused_for_long(cache_copy: Path) -> None:
+    long_ago = time.time() - (CACHE_UNUSED_DAYS + 1) * 24 * 3600
+    recently = time.time() - (CACHE_UNUSED_DAYS - 1) * 24 * 3600
+    stale = cache_copy / "0123456789abcdef"
+    stale.mkdir()
+    (stale / "global_model.v1.pkl").write_bytes(b"an old library's model")
+    (cache_copy / f"{stale.name}.lock").touch()
+    os.utime(stale, (long_ago, long_ago))
+    kept = cache_copy / "fedcba9876543210"
+    kept.mkdir()
+    os.utime(kept, (recently, recently))
+    training = cache_copy / ".abcdef0123456789.training"
+    training.mkdir()
+    os.utime(training, (long_ago, long_ago))
+
+    builtin_model_set(cache_copy)
+
+    assert not stale.exists()
+    assert not (cache_copy / f"{stale.name}.lock").exists()
+    assert kept.is_dir()
+    assert training.is_dir()
