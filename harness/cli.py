@@ -359,8 +359,18 @@ def _check_run_options(args: argparse.Namespace) -> None:
         from harness.run import load_model_set
 
         load_model_set(Path(args.models).resolve())
-    if args.target == "docker":
+    _prepare_target(args.target, args.loader)
+
+
+def _prepare_target(target: str, loader: str) -> None:
+    """Check what the target needs before any scenario starts it."""
+    if target == "docker":
         _prepare_docker()
+        return
+
+    from harness.targets.process import check_temp_dir
+
+    check_temp_dir(loader)
 
 
 def _prepare_docker() -> None:
@@ -465,8 +475,7 @@ def _explore(args: argparse.Namespace) -> int:
         raise UsageError(f"--budget {args.budget}: pass 1 or more runs")
     check_seconds("--recover-within", args.recover_within)
     report_dir = _report_dir(args.report_dir)
-    if args.target == "docker":
-        _prepare_docker()
+    _prepare_target(args.target, args.loader)
 
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     context = RunContext(

@@ -77,6 +77,20 @@ def test_report_dir_is_file_exits_2(tmp_path: Path) -> None:
     assert f"--report-dir {blocker}: exists and is not a directory" in result.stderr
 
 
+def test_long_tmpdir_exits_2(tmp_path: Path) -> None:
+    # The hardened service's fork server socket would not fit below it.
+    long_dir = tmp_path / ("t" * 60)
+    long_dir.mkdir()
+
+    result = model_chaos(
+        "run", "--report-dir", str(tmp_path / "reports"), env={"TMPDIR": str(long_dir)}
+    )
+
+    assert result.returncode == 2
+    assert f"TMPDIR {long_dir} is" in result.stderr
+    assert "set TMPDIR to a directory of at most 50 bytes" in result.stderr
+
+
 def test_models_dir_without_models_exits_2(tmp_path: Path) -> None:
     result = model_chaos("run", "--models", str(tmp_path), "-k", "baseline")
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import secrets
 import signal
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness.errors import TargetNotReady
+from harness.errors import SetupError, TargetNotReady
 from harness.models import ModelSet
 from harness.targets.base import TargetConfig
 from harness.targets.launcher import LaunchedService
 from harness.targets.process import (
     COLD_START_VARIABLE,
     ProcessTarget,
+    check_temp_dir,
     living_group_members,
 )
 from harness.timeline import Timeline
@@ -181,3 +183,16 @@ def test_env_of_the_config_starts_a_fresh_interpreter(
     config = make_config(tmp_path, model_set, env={"OMP_NUM_THREADS": "2"})
 
     assert not ProcessTarget(config, Timeline()).warm
+
+
+def test_long_tmpdir_is_rejected_for_hardened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_dir = tmp_path / ("t" * 60)
+    long_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long_dir))
+
+    with pytest.raises(SetupError, match="set TMPDIR to a directory of at most 50"):
+        check_temp_dir("hardened")
+    # Only the hardened loader starts a fork server.
+    check_temp_dir("basic")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from harness.cleanup import track, untrack
-from harness.errors import TargetError, TargetNotReady
+from harness.errors import SetupError, TargetError, TargetNotReady
 from harness.targets.base import Target, TargetConfig
 from harness.targets.launcher import LauncherError, shared_launcher
 from harness.timeline import Timeline
@@ -28,9 +28,36 @@ _READY_POLL = 0.05
 # Set to 1 to start every service as a fresh interpreter, not a warm fork.
 COLD_START_VARIABLE = "MODEL_CHAOS_COLD_START"
 
+# Linux's sun_path has room for 108 bytes, the terminating NUL included.
+_SOCKET_PATH_MAX = 107
+_TEMP_PREFIX = "model-chaos-tmp-"
+# Bytes that the service's TMPDIR and its fork server's socket add to the
+# system's temporary directory: mkdtemp and mktemp names end in 8 random
+# characters.
+_SOCKET_PATH_ADDED = len(f"/{_TEMP_PREFIX}12345678/pymp-12345678/listener-12345678")
+
+
+def check_temp_dir(loader: str) -> None:
+    """Raise SetupError when a service's fork server socket would not fit in TMPDIR.
+
+    The hardened service's fork server listens on a Unix socket in the service's
+    TMPDIR, which this target creates in the system's temporary directory, and
+    a long path there makes every start-up fail.
+    """
+    if loader != "hardened":
+        return  # only the hardened loader starts a fork server
+    parent = tempfile.gettempdir()
+    limit = _SOCKET_PATH_MAX - _SOCKET_PATH_ADDED
+    if len(os.fsencode(parent)) > limit:
+        raise SetupError(
+            f"TMPDIR {parent} is {len(os.fsencode(parent))} bytes long, too long "
+            "for the Unix socket of the service's fork server below it; set TMPDIR "
+            f"to a directory of at most {limit} bytes, such as /tmp"
+        )
+
 
 class ServiceProcess(Protocol):
-    """What the target needs of a service process: a Popen or a warm fork."""
+    """The part of a service process the target uses: a Popen or a warm fork."""
 
     pid: int
 
@@ -98,7 +125,8 @@ class ProcessTarget(Target):
             # One handle for every run of the service, closed in close().
             self._log_handle = open(self._log_path, "ab")
         if self._temp_dir is None:
-            self._temp_dir = Path(tempfile.mkdtemp(prefix="model-chaos-tmp-"))
+            check_temp_dir(self.config.loader)
+            self._temp_dir = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX))
             self._temp_tracked = track("directory", path=str(self._temp_dir))
         env = {
             **os.environ,
