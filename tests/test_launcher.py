@@ -54,8 +54,10 @@ def answers(url: str) -> bool:
 
 
 def test_fork_runs_the_module_in_its_own_session(
-    launcher: Launcher, tmp_path: Path
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The launcher starts on the first request, without the variable.
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
     (tmp_path / "page.txt").write_text("served from the working directory")
 
     service, url = start_server(launcher, tmp_path)
@@ -66,8 +68,11 @@ def test_fork_runs_the_module_in_its_own_session(
     assert os.getsid(service.pid) == service.pid
     assert Path(f"/proc/{service.pid}/comm").read_text() == "http.server\n"
     assert service.poll() is None
-    # http.server logs each request to stderr, which is the log file.
-    wait_for(lambda: "GET /page.txt" in (tmp_path / "server.log").read_text(), 5)
+    # http.server prints its address to stdout and logs each request to
+    # stderr, and both go to the log file at once.
+    log = tmp_path / "server.log"
+    wait_for(lambda: "GET /page.txt" in log.read_text(), 5)
+    assert "Serving HTTP on 127.0.0.1 port" in log.read_text()
 
 
 def test_exit_status_of_a_signal(launcher: Launcher, tmp_path: Path) -> None:

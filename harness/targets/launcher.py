@@ -218,13 +218,16 @@ class Launcher:
 
 
 def _start_launcher(module: str) -> subprocess.Popen[str]:
-    # Its own session keeps a Ctrl-C in the terminal away from it: the harness
-    # stops the services first and then closes the launcher.
+    # Its own session keeps a Ctrl-C in the terminal away from it, because the
+    # harness stops the services first and then closes the launcher. Its forks
+    # keep its standard streams, which are unbuffered as a fresh service's are,
+    # so that a killed service loses no output.
     process = subprocess.Popen(
         [sys.executable, "-m", __name__, module],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         start_new_session=True,
     )
     assert process.stdout is not None
