@@ -163,3 +163,27 @@ def test_missing_module_exits_with_status_1(tmp_path: Path) -> None:
 def test_unknown_request_is_an_error(launcher: Launcher) -> None:
     with pytest.raises(LauncherError, match="unknown op 'restart'"):
         launcher._request(op="restart")
+
+
+def test_fork_of_the_harness_leaves_the_launcher_alone(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    service, url = start_server(launcher, tmp_path)
+
+    pid = os.fork()
+    if pid == 0:
+        # A sweep case is such a fork: it must not stop the parent's services.
+        code = 0
+        try:
+            launcher.close()
+            launcher.spawn([], dict(os.environ), tmp_path / "log")
+            code = 1
+        except LauncherError:
+            pass
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert service.poll() is None
+    assert answers(url)

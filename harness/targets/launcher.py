@@ -112,8 +112,11 @@ class Launcher:
         self.module = module
         self._process: subprocess.Popen[str] | None = None
         self._tracked: Path | None = None
-        # Probe threads and the scenario may ask at the same time, and a reply
-        # must reach the thread that sent its request.
+        # The process that started the launcher. A fork of it, such as a sweep
+        # case, shares the pipes and must neither use nor stop the launcher.
+        self._owner = os.getpid()
+        # Threads may share the launcher, and a reply must reach the thread
+        # that sent its request.
         self._lock = threading.Lock()
 
     def spawn(
@@ -153,7 +156,7 @@ class Launcher:
         """Stop the launcher; it kills any service it started that still runs."""
         with self._lock:
             process, self._process = self._process, None
-            if process is None:
+            if process is None or os.getpid() != self._owner:
                 return
             assert process.stdin is not None
             process.stdin.close()
@@ -211,6 +214,11 @@ class Launcher:
             self._tracked = None
 
     def _running(self) -> subprocess.Popen[str]:
+        if os.getpid() != self._owner:
+            raise LauncherError(
+                f"the launcher of process {self._owner} cannot serve its fork "
+                f"{os.getpid()}; create a Launcher in the fork"
+            )
         if self._process is None:
             self._process = _start_launcher(self.module)
             self._tracked = track("process", pgid=self._process.pid)
