@@ -14,6 +14,7 @@ LOAD_ERROR = "load_error"
 NOT_A_MODEL = "not_a_model"
 PREDICT_ERROR = "predict_error"
 CANARY_MISMATCH = "canary_mismatch"
+TREE_INVALID = "tree_invalid"
 VALIDATION_TIMEOUT = "validation_timeout"
 VALIDATION_CRASHED = "validation_crashed"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterator
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -25,6 +26,7 @@ from target_service.failures import (
     LOAD_ERROR,
     MANIFEST_INVALID,
     PREDICT_ERROR,
+    TREE_INVALID,
     VALIDATION_CRASHED,
     VALIDATION_TIMEOUT,
     LoadFailure,
@@ -161,6 +163,55 @@ def check_canary(model: Any, canary: Canary) -> None:
         )
 
 
+def check_tree_links(model: Any) -> None:
+    """Raise :class:`LoadFailure` when a decision tree in ``model`` is malformed.
+
+    scikit-learn does not check a tree's node links when it unpickles one, and
+    its predict then follows whatever they say. A child index outside the node
+    array reads memory that changes from run to run, so the canary outputs may
+    come out right in validation and wrong in the serving process. scikit-learn
+    appends each node after its parent, so every child index is above its
+    parent's and below the node count; a leaf has no child on either side; and
+    a split uses one of the model's features.
+    """
+    for label, tree in _trees(model, "model"):
+        nodes = int(tree.node_count)
+        left = np.asarray(tree.children_left)
+        right = np.asarray(tree.children_right)
+        feature = np.asarray(tree.feature)
+        index = np.arange(nodes)
+        leaf = left == -1
+        split = ~leaf
+        broken = (
+            (leaf != (right == -1))
+            | (split & ((left <= index) | (left >= nodes)))
+            | (split & ((right <= index) | (right >= nodes)))
+            | (split & ((feature < 0) | (feature >= int(tree.n_features))))
+        )
+        if np.any(broken):
+            node = int(np.argmax(broken))
+            raise LoadFailure(
+                TREE_INVALID,
+                f"{label} is malformed at node {node} of {nodes}: children "
+                f"{int(left[node])} and {int(right[node])}, feature "
+                f"{int(feature[node])} of {int(tree.n_features)}",
+            )
+
+
+def _trees(model: Any, label: str) -> Iterator[tuple[str, Any]]:
+    """Yield the trees inside ``model``: its own, its estimators' and its steps'."""
+    tree = getattr(model, "tree_", None)
+    if tree is not None and hasattr(tree, "children_left"):
+        yield label, tree
+    estimators = getattr(model, "estimators_", None)
+    if estimators is not None:
+        # A forest keeps a list, gradient boosting a 2-D array of trees.
+        for number, estimator in enumerate(np.ravel(np.asarray(estimators, object))):
+            yield from _trees(estimator, f"{label} tree {number}")
+    for name, step in getattr(model, "steps", None) or ():
+        yield from _trees(step, f"{label} step {name}")
+
+
 def _validate_in_child(
     sender: Connection,
     data: bytes,
@@ -176,6 +227,9 @@ def _validate_in_child(
         with threadpool_limits(limits=1):
             model = load_model_bytes(data, version_match)
             check_canary(model, canary)
+            # After the canary, so that a tree whose predict crashes or loops
+            # is still rejected for that, in the words the operator expects.
+            check_tree_links(model)
     except LoadFailure as failure:
         result = failure
     except BaseException as err:

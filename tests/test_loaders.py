@@ -7,6 +7,7 @@ the test of the watcher itself.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
@@ -14,11 +15,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import sklearn
 from service_support import (
     canary_rows,
+    dump,
     install,
     manifest_for,
     other_version_pickle,
@@ -34,7 +38,7 @@ from target_service.loaders import Loader, create_loader
 from target_service.manifest import sha256_bytes
 from target_service.metrics import ServiceMetrics
 from target_service.publish import publish
-from target_service.validation import Validator
+from target_service.validation import Validator, check_tree_links
 
 KEY = b"loader-test-key"
 NEVER = 3600.0
@@ -138,6 +142,72 @@ def test_validator_reports_segfault(files: dict[str, bytes]) -> None:
 
     assert raised.value.reason == "validation_crashed"
     assert raised.value.message == "validation process died with SIGSEGV"
+
+
+def unreached_split(forest: Any, rows: list[list[float]]) -> tuple[int, int]:
+    """Return a tree and a split node of ``forest`` that no canary row reaches."""
+    for number, estimator in enumerate(forest.estimators_):
+        tree = estimator.tree_
+        reached = estimator.decision_path(np.asarray(rows)).toarray().any(axis=0)
+        splits = np.flatnonzero((tree.children_left != -1) & ~reached)
+        if splits.size:
+            return number, int(splits[0])
+    raise AssertionError("every split of the forest is reached by a canary row")
+
+
+def test_validator_rejects_feature_out_of_range(tmp_path: Path) -> None:
+    # The canary rows never reach the damaged split, so only the check of the
+    # tree's links can see it; predict on other rows would read past the row.
+    forest = copy.deepcopy(trained_models().forest)
+    number, node = unreached_split(forest, canary_rows())
+    forest.estimators_[number].tree_.feature[node] = 524312
+    data = dump(forest, tmp_path / "forest.pkl")
+
+    with pytest.raises(LoadFailure) as raised:
+        validate(data, trained_models().forest)
+
+    assert raised.value.reason == "tree_invalid"
+    assert raised.value.message == (
+        f"model tree {number} is malformed at node {node} of "
+        f"{forest.estimators_[number].tree_.node_count}: children "
+        f"{forest.estimators_[number].tree_.children_left[node]} and "
+        f"{forest.estimators_[number].tree_.children_right[node]}, feature 524312 "
+        "of 30"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("children_left", 0),  # back to the root: predict would loop
+        ("children_right", 10**9),  # past the node array: predict would crash
+        ("feature", -3),
+    ],
+)
+def test_tree_links_checked(field: str, value: int) -> None:
+    forest = copy.deepcopy(trained_models().forest)
+    getattr(forest.estimators_[3].tree_, field)[0] = value
+
+    with pytest.raises(LoadFailure, match=r"^model tree 3 is malformed at node 0 of"):
+        check_tree_links(forest)
+
+
+def test_tree_links_of_a_leaf_with_one_child() -> None:
+    forest = copy.deepcopy(trained_models().forest)
+    tree = forest.estimators_[0].tree_
+    leaf = int(np.flatnonzero(tree.children_left == -1)[0])
+    tree.children_right[leaf] = tree.node_count - 1
+
+    with pytest.raises(LoadFailure, match=f"at node {leaf} of"):
+        check_tree_links(forest)
+
+
+def test_tree_links_of_sound_models() -> None:
+    models = trained_models()
+
+    check_tree_links(models.forest)
+    check_tree_links(models.logistic)
+    check_tree_links(models.forest.estimators_[0])
 
 
 def test_validator_rejects_canary_mismatch(files: dict[str, bytes]) -> None:

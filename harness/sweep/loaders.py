@@ -42,7 +42,7 @@ from target_service.manifest import (
 )
 from target_service.metrics import ServiceMetrics
 from target_service.unpickle import load_model_bytes, load_model_stream
-from target_service.validation import check_canary
+from target_service.validation import check_canary, check_tree_links
 
 
 @dataclass
@@ -145,8 +145,9 @@ class HardenedCase(CaseLoader):
     ``manifest`` is the unsigned manifest of the undamaged file. Each copy gets
     it with its own sha256 and size, signed with a key of this sweep, and the
     service's :meth:`HardenedLoader.checked_manifest` reads and checks it from
-    ``work_dir``. Validation then runs ``load_model_stream`` and
-    ``check_canary`` as the service's validation process does, and the served
+    ``work_dir``. Validation then runs ``load_model_stream``,
+    ``check_canary`` and ``check_tree_links`` as the service's validation
+    process does, and the served
     model comes from ``load_model_bytes`` as in the service.
 
     NOTE: validation here is bounded by the sweep's phase timeout, not by the
@@ -217,6 +218,7 @@ class HardenedCase(CaseLoader):
         assert case.manifest is not None
         try:
             check_canary(model, case.manifest.canary)
+            check_tree_links(model)
         except LoadFailure as failure:
             return _rejected(failure)
 
