@@ -75,6 +75,7 @@ def test_start_serves_health(target: ProcessTarget) -> None:
 
     assert isinstance(target._process, LaunchedService) == target.warm
     assert body is not None
+    assert "Warning" not in target.logs()
     assert body["status"] == "healthy"
     assert target.running
     assert target.exit_code is None

@@ -352,6 +352,9 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
         os.environ.update(request["env"])
         tempfile.tempdir = None  # read TMPDIR again
         sys.argv = [module, *request["args"]]
+        # The preload imported the module's __main__ under its own name, and
+        # runpy warns about running a module that is already imported.
+        sys.modules.pop(f"{module}.__main__", None)
         code = _run_module(module)
     except BaseException:
         traceback.print_exc()
