@@ -476,8 +476,13 @@ def _add_user_model(
     )
 
     # v2 is the same object pickled again, so its predictions equal v1's: only
-    # the sha256 in /health can tell v1, v2 and a copied backup apart.
-    v2 = _store(out / f"{name}.v2.pkl", _dump_with_other_protocol(model, data))
+    # the sha256 in /health can tell v1, v2 and a copied backup apart. Pickling
+    # gives other bytes in each process, so the first copy stays, and parallel
+    # workers agree on its sha256.
+    v2 = out / f"{name}.v2.pkl"
+    with _locked(out.parent / f"{out.name}.lock"):
+        if not v2.is_file():
+            write_bytes_atomic(v2, _dump_with_other_protocol(model, data))
     model_set.known[f"{name}@v2"] = _user_known(
         name, "v2", v2, model, inputs, models.train.sklearn_version()
     )

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from models_support import child_env
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.preprocessing import StandardScaler
 
+import harness.models
 import models.train
 from harness.errors import ModelSetError, UsageError
 from harness.models import (
@@ -479,6 +481,26 @@ def test_user_set_versions(user_dir: Path, tmp_path: Path) -> None:
     )
     assert v1.path is not None
     assert v1.path.is_relative_to(tmp_path / "cache")
+
+
+def test_user_set_keeps_the_first_v2(
+    user_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pickling again gives other bytes in another process, and parallel
+    # workers must all expect the v2 that is on disk.
+    cache = tmp_path / "cache"
+    first = user_model_set(user_dir, cache).get("champion_model", "v2")
+    monkeypatch.setattr(
+        harness.models,
+        "_dump_with_other_protocol",
+        lambda model, original: pickle.dumps(model, protocol=2),
+    )
+
+    second = user_model_set(user_dir, cache).get("champion_model", "v2")
+
+    assert second.sha256 == first.sha256
+    assert second.path is not None
+    assert sha256_bytes(second.path.read_bytes()) == first.sha256
 
 
 def test_user_set_canary_inputs(user_dir: Path, tmp_path: Path) -> None:
