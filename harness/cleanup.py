@@ -9,6 +9,8 @@ labelled ``model-chaos.run``.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -32,6 +34,29 @@ class Terminated(KeyboardInterrupt):
 def raise_interrupt(signum: int, frame: FrameType | None) -> None:
     """Signal handler that turns SIGTERM into :class:`Terminated`."""
     raise Terminated(f"received signal {signum}")
+
+
+def die_with_parent(parent: int) -> None:
+    """Have Linux kill this forked process with SIGKILL when ``parent`` exits.
+
+    A parent killed with SIGKILL cannot stop its children itself. ``parent`` is
+    the pid this process was forked from: when it has already gone, this
+    process exits at once.
+    """
+    if _libc().prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0):
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+# From <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def set_run(run_id: str | None) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,41 @@ def test_entries_record_the_run(own_cache: Path, tmp_path: Path) -> None:
         set_run(None)
 
     assert json.loads(entry.read_text())["run_id"] == "run-7"
+
+
+def test_forked_child_dies_with_its_parent() -> None:
+    # The parent prints its child's pid and sleeps. SIGKILL gives it no chance
+    # to stop the child, so only the kernel can end the child.
+    code = """
+import os, time
+from harness.cleanup import die_with_parent
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:
+    die_with_parent(parent)
+    time.sleep(600)
+    os._exit(0)
+print(pid, flush=True)
+time.sleep(600)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    assert child_alive(child)
+
+    parent.kill()
+    parent.wait()
+
+    deadline = time.monotonic() + 10
+    while child_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child_alive(child)
+
+
+def child_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, cast
 
+from harness.cleanup import die_with_parent
 from harness.errors import HarnessError
 from harness.sweep.damage import Damage
 from harness.sweep.loaders import CaseLoader, CaseProcess
@@ -101,6 +102,7 @@ class CaseRunner:
     ) -> tuple[int, int]:
         """Fork a driver process that runs the copies at ``indices``."""
         read_fd, write_fd = os.pipe()
+        sweep_process = os.getpid()
         pid = os.fork()
         if pid != 0:
             os.close(write_fd)
@@ -108,8 +110,10 @@ class CaseRunner:
 
         # The driver process. Its own process group lets the sweep process
         # kill it together with its cases, and Ctrl-C is left to the sweep.
+        # A sweep process killed with SIGKILL takes the driver with it.
         code = EXIT_NO_VERDICT
         try:
+            die_with_parent(sweep_process)
             os.close(read_fd)
             os.setpgid(0, 0)
             signal.signal(signal.SIGINT, signal.SIG_IGN)

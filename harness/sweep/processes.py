@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
+from harness.cleanup import die_with_parent
 from harness.sweep.damage import Damage
 from harness.sweep.timeouts import Timeouts
 from harness.sweep.verdict import VERDICTS, Outcome
@@ -143,6 +144,7 @@ class CasePool:
             self._collect(block=True)
 
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         with warnings.catch_warnings():
             # Python 3.12 and later warn when a process with threads forks. The
             # case process only unpickles and predicts, and takes no lock that
@@ -151,6 +153,7 @@ class CasePool:
             pid = os.fork()
 
         if pid == 0:
+            die_with_parent(parent)
             os.close(read_fd)
             for other in self._running:
                 os.close(other)

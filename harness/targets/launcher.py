@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from harness.cleanup import track, untrack
+from harness.cleanup import die_with_parent, track, untrack
 from harness.errors import TargetError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ PRELOAD_MODULES = (
 _WAIT_POLL = 0.01
 
 # From <linux/prctl.h>.
-_PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
 
@@ -336,7 +335,7 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
     """Become the service in this forked child, and never return."""
     code = 1
     try:
-        _die_with_parent(launcher)
+        die_with_parent(launcher)
         _name_process(module)
         os.setsid()
         # The launcher's pipes to the harness sit on 0 and 1; replacing them
@@ -362,26 +361,14 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
         _finish(code)
 
 
-def _die_with_parent(parent: int) -> None:
-    # Linux sends the signal when the launcher exits. A launcher killed with
-    # SIGKILL cannot kill its services itself.
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:
-        os._exit(1)  # the launcher died before prctl took effect
-
-
 def _name_process(module: str) -> None:
     # The command line stays the launcher's, so the name that ps -o comm, top
     # and pgrep show is what tells a service from the launcher.
     name = ctypes.create_string_buffer(module.encode()[:15])
-    _prctl(_PR_SET_NAME, ctypes.addressof(name))
-
-
-def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+    if libc.prctl(_PR_SET_NAME, name, 0, 0, 0) != 0:
         errno = ctypes.get_errno()
-        raise OSError(errno, f"prctl({option}) failed: {os.strerror(errno)}")
+        raise OSError(errno, f"prctl(PR_SET_NAME) failed: {os.strerror(errno)}")
 
 
 def _run_module(module: str) -> int:
