@@ -246,10 +246,11 @@ class _Reporter:
                 self.records.append(_record_from_json(str(value)))
 
     @pytest.hookimpl
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
         if not self.records:
             return
         self.run.ended_at = _now_iso()
+        self.run.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         records = sorted(self.records, key=lambda r: (r.name, r.repeat))
         for record in records:
             versions = record.metrics.get("target_versions")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -24,6 +25,7 @@ from harness.report import (
     validate_report,
     write_report,
 )
+from harness.report.records import INTERRUPTED_NOTE
 from harness.report.writer import reproduced
 
 REPLAY = (
@@ -298,6 +300,28 @@ def test_junit_xml(written: Path) -> None:
     skipped = cases[3].find("skipped")
     assert skipped is not None
     assert skipped.get("message") == "root ignores file modes"
+
+
+def test_interrupted_run_says_so(tmp_path: Path) -> None:
+    run = dataclasses.replace(run_record(), interrupted=True)
+
+    written = write_report(tmp_path / "reports", run, [passed_scenario()])
+
+    document = json.loads((written / "report.json").read_text())
+    jsonschema.validate(document, load_schema())
+    assert document["run"]["interrupted"] is True
+    assert INTERRUPTED_NOTE in (written / "report.md").read_text()
+    suite = ET.parse(written / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == "2"
+    assert suite.get("errors") == "1"
+    error = suite.findall("testcase")[-1].find("error")
+    assert error is not None
+    assert error.get("message") == INTERRUPTED_NOTE
+
+
+def test_finished_run_has_no_interrupt_note(written: Path) -> None:
+    assert "interrupted" not in (written / "report.md").read_text()
 
 
 def test_latest_symlink(written: Path, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from harness.report.records import RunRecord, ScenarioRecord
+from harness.report.records import INTERRUPTED_NOTE, RunRecord, ScenarioRecord
 
 # Characters that XML 1.0 does not allow, which can appear in captured logs.
 _INVALID_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -19,14 +19,17 @@ def render_junit(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> bytes:
     errored one an ``error`` with the error text, and a skipped one ``skipped``.
     """
     records = list(scenarios)
+    # An interrupted run counts as one more error, so that CI does not take
+    # the scenarios that finished for the whole run.
+    interrupted = int(run.interrupted)
     suites = ET.Element("testsuites")
     suite = ET.SubElement(
         suites,
         "testsuite",
         name="model-chaos",
-        tests=str(len(records)),
+        tests=str(len(records) + interrupted),
         failures=str(sum(r.outcome == "failed" for r in records)),
-        errors=str(sum(r.outcome == "error" for r in records)),
+        errors=str(sum(r.outcome == "error" for r in records) + interrupted),
         skipped=str(sum(r.outcome == "skipped" for r in records)),
         time=f"{sum(r.duration for r in records):.3f}",
         timestamp=run.started_at,
@@ -43,6 +46,9 @@ def render_junit(run: RunRecord, scenarios: Iterable[ScenarioRecord]) -> bytes:
 
     for record in records:
         _add_testcase(suite, run, record)
+    if run.interrupted:
+        case = ET.SubElement(suite, "testcase", classname="model-chaos", name="run")
+        ET.SubElement(case, "error", message=INTERRUPTED_NOTE)
 
     ET.indent(suites)
     data: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from harness.report.records import RunRecord, ScenarioRecord
+from harness.report.records import INTERRUPTED_NOTE, RunRecord, ScenarioRecord
 
 # Rows of the timeline slice before and after the first offending request.
 _ROWS_BEFORE = 5
@@ -72,6 +72,8 @@ def _header(run: RunRecord, summary: dict[str, Any]) -> str:
         f"{summary['failed']} failed, {summary['error']} errored, "
         f"{summary['skipped']} skipped.",
     ]
+    if run.interrupted:
+        lines += ["", INTERRUPTED_NOTE]
     by_scenario = summary.get("by_scenario")
     if by_scenario:
         lines += [

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# What every report says of a run that Ctrl-C or SIGTERM stopped.
+INTERRUPTED_NOTE = (
+    "The run was interrupted: scenarios that had not finished are missing, so "
+    "these counts do not cover the whole selection."
+)
+
 OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
@@ -66,6 +72,8 @@ class RunRecord:
 
     ``started_at`` and ``ended_at`` are ISO 8601 times; ``ended_at`` is ``None``
     until the run ends. ``repeat`` is how often each scenario ran.
+    ``interrupted`` is true when Ctrl-C or SIGTERM stopped the run, so that the
+    scenarios it did not finish are missing from the report.
     """
 
     id: str
@@ -79,6 +87,7 @@ class RunRecord:
     harness_versions: dict[str, str] = field(default_factory=dict)
     target_versions: dict[str, str] = field(default_factory=dict)
     report_dir: str = ""
+    interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
