@@ -83,7 +83,10 @@ def _call(args: argparse.Namespace) -> int:
 def _interrupted() -> int:
     """Remove what this run's killed workers left, and return 130 or 143."""
     from harness.cleanup import clean, current_run
+    from harness.targets.launcher import close_shared_launcher
 
+    # Before the message below, so that it is true when it is printed.
+    close_shared_launcher()
     run_id = current_run()
     if run_id is not None:
         for line in clean(run_id):

@@ -187,3 +187,27 @@ def test_fork_of_the_harness_leaves_the_launcher_alone(
     assert os.waitstatus_to_exitcode(status) == 0
     assert service.poll() is None
     assert answers(url)
+
+
+def test_interrupted_close_kills_the_launcher(
+    launcher: Launcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service, _ = start_server(launcher, tmp_path)
+    process = launcher._process
+    assert process is not None
+    wait = process.wait
+    interrupts = [KeyboardInterrupt()]
+
+    def second_ctrl_c(timeout: float | None = None) -> int:
+        if interrupts:
+            raise interrupts.pop()
+        return wait(timeout)
+
+    monkeypatch.setattr(process, "wait", second_ctrl_c)
+
+    with pytest.raises(KeyboardInterrupt):
+        launcher.close()
+
+    assert process.returncode == -signal.SIGKILL
+    wait_for(lambda: not alive(service.pid), timeout=TIMEOUT)
+    assert launcher._tracked is None

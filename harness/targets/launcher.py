@@ -165,11 +165,17 @@ class Launcher:
                 logger.error("the launcher did not exit; killing it")
                 process.kill()
                 process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
-            if self._tracked is not None:
-                untrack(self._tracked)
-                self._tracked = None
+            except KeyboardInterrupt:
+                # A second Ctrl-C: its services die with it.
+                process.kill()
+                process.wait()
+                raise
+            finally:
+                if process.stdout is not None:
+                    process.stdout.close()
+                if self._tracked is not None:
+                    untrack(self._tracked)
+                    self._tracked = None
 
     def _request(self, **request: Any) -> dict[str, Any]:
         with self._lock:
@@ -257,8 +263,18 @@ def shared_launcher() -> Launcher:
     global _shared
     if _shared is None:
         _shared = Launcher()
-        atexit.register(_shared.close)
+        atexit.register(close_shared_launcher)
     return _shared
+
+
+def close_shared_launcher() -> None:
+    """Stop this process's launcher, if it started one, and its services."""
+    if _shared is None:
+        return
+    try:
+        _shared.close()
+    except KeyboardInterrupt:
+        logger.warning("interrupted while the launcher stopped; it was killed")
 
 
 # The launcher process itself.
@@ -335,9 +351,9 @@ def _run_service(request: dict[str, Any], module: str, log: int, launcher: int) 
     """Become the service in this forked child, and never return."""
     code = 1
     try:
+        os.setsid()
         die_with_parent(launcher)
         _name_process(module)
-        os.setsid()
         # The launcher's pipes to the harness sit on 0 and 1; replacing them
         # leaves the child holding no end of them.
         devnull = os.open(os.devnull, os.O_RDONLY)
@@ -400,10 +416,12 @@ def _kill_all(services: dict[int, int | None]) -> None:
     for pid, code in services.items():
         if code is not None:
             continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # A fork that has not called setsid yet has no group of its own.
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
