@@ -77,7 +77,13 @@ def _live_dir() -> Path:
 
 
 def track(kind: str, **info: object) -> Path:
-    """Record a process group or directory the harness must remove later."""
+    """Record a process group or directory the harness must remove later.
+
+    A process group's entry also records when its leader started, so that
+    :func:`clean` never kills a later process that was given the same pid.
+    """
+    if kind == "process":
+        info["started"] = start_time(int(str(info["pgid"])))
     directory = _live_dir()
     directory.mkdir(parents=True, exist_ok=True)
     entry = directory / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}.json"
@@ -109,9 +115,22 @@ def clean(run_id: str | None = None) -> list[str]:
     return done
 
 
+def start_time(pid: int) -> int | None:
+    """Return when process ``pid`` started, in clock ticks after boot, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22 of stat(5); the command name in brackets may contain spaces.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _remove(info: dict[str, object]) -> str:
     if info["kind"] == "process":
         pgid = int(str(info["pgid"]))
+        started = info.get("started")
+        if started is not None and start_time(pgid) != started:
+            return f"service process group {pgid} was already gone"
         if _is_service(pgid):
             os.killpg(pgid, signal.SIGKILL)
             return f"killed service process group {pgid}"

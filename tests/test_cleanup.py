@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cleanup import clean, set_run, track
+from harness.cleanup import clean, set_run, start_time, track
 from harness.targets.process import living_group_members
 
 
@@ -65,6 +65,36 @@ def test_kills_leftover_service(own_cache: Path) -> None:
 
     assert f"killed service process group {service.pid}" in done
     assert living_group_members(service.pid) == []
+
+
+def test_spares_a_later_process_with_the_same_pid(own_cache: Path) -> None:
+    # The entry's service is gone and a new service got its pid: the start
+    # time recorded in the entry is not the new process's.
+    service = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "target_service"],
+        start_new_session=True,
+    )
+    try:
+        started = start_time(service.pid)
+        assert started is not None
+        leftover(
+            own_cache, "proc", kind="process", pgid=service.pid, started=started - 1
+        )
+
+        done = clean()
+
+        assert service.poll() is None
+    finally:
+        service.kill()
+        service.wait()
+
+    assert done == [f"service process group {service.pid} was already gone"]
+
+
+def test_entries_record_the_start_time(own_cache: Path) -> None:
+    entry = track("process", pgid=os.getpid())
+
+    assert json.loads(entry.read_text())["started"] == start_time(os.getpid())
 
 
 def test_spares_unrelated_process(own_cache: Path) -> None:
