@@ -35,6 +35,9 @@ EXIT_INTERRUPTED = 130
 
 EXIT_TERMINATED = 143
 
+# Repeats of one run: 1000 of the whole suite already take days.
+MAX_REPEAT = 1000
+
 # Set when SIGTERM arrived, which pytest reports as an ordinary interrupt.
 _terminated = threading.Event()
 
@@ -349,6 +352,12 @@ def _run(args: argparse.Namespace) -> int:
 def _check_run_options(args: argparse.Namespace) -> None:
     if args.repeat < 1:
         raise UsageError(f"--repeat {args.repeat}: pass 1 or more")
+    if args.repeat > MAX_REPEAT:
+        # pytest collects every repeat before it runs one, in memory.
+        raise UsageError(
+            f"--repeat {args.repeat}: pass at most {MAX_REPEAT}, and run the "
+            "command again for more"
+        )
     check_seconds("--recover-within", args.recover_within)
     check_seconds("--request-latency", args.request_latency)
     if args.workers is not None and not (
@@ -461,6 +470,16 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     point_latest(report_dir, run_id)
     print(render_summary(result))
+    if not result.cases:
+        # Exit 0 would say the loader survived damage it never saw.
+        reasons = "; ".join(
+            f"{kind}: {summary.skipped or 'no copy drawn'}"
+            for kind, summary in result.summaries.items()
+        )
+        raise UsageError(
+            f"the sweep made no damaged copy ({reasons}); pass other --kinds, or "
+            "--flips of 1 or more"
+        )
     return EXIT_FAILED if result.dangerous else EXIT_OK
 
 

@@ -134,6 +134,13 @@ def test_repeat_zero_exits_2() -> None:
     assert "--repeat 0: pass 1 or more" in result.stderr
 
 
+def test_repeat_above_the_cap_exits_2() -> None:
+    result = model_chaos("run", "--repeat", "20000", "-k", "baseline")
+
+    assert result.returncode == 2
+    assert "--repeat 20000: pass at most 1000" in result.stderr
+
+
 def test_run_writes_valid_report(tmp_path: Path) -> None:
     result = model_chaos(
         "run", "-k", "baseline", "--seed", "11", "--report-dir", str(tmp_path)

@@ -67,6 +67,25 @@ def test_basic_sweep_exits_1(forest: Path, tmp_path: Path) -> None:
     assert "kind      cases  cases/s  rejected" in result.stdout
 
 
+def test_sweep_without_copies_exits_2(forest: Path, tmp_path: Path) -> None:
+    # Passing would claim the loader survived damage it never saw.
+    result = model_chaos(
+        "sweep",
+        str(forest),
+        "--kinds",
+        "bitflip,compressed",
+        "--flips",
+        "0",
+        "--report-dir",
+        str(tmp_path),
+    )
+
+    assert result.returncode == 2
+    assert "the sweep made no damaged copy (bitflip: no copy drawn; compressed:" in (
+        result.stderr
+    )
+
+
 def test_missing_model_file_exits_2(tmp_path: Path) -> None:
     missing = tmp_path / "nothing.pkl"
 
