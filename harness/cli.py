@@ -469,7 +469,6 @@ def _sweep(args: argparse.Namespace) -> int:
         out_dir=report_dir / run_id,
     )
     point_latest(report_dir, run_id)
-    print(render_summary(result))
     if not result.cases:
         # Exit 0 would say the loader survived damage it never saw.
         reasons = "; ".join(
@@ -480,6 +479,7 @@ def _sweep(args: argparse.Namespace) -> int:
             f"the sweep made no damaged copy ({reasons}); pass other --kinds, or "
             "--flips of 1 or more"
         )
+    print(render_summary(result))
     return EXIT_FAILED if result.dangerous else EXIT_OK
 
 
