@@ -508,8 +508,8 @@ RECOVERED: dict[str, Case] = {
             recoveries=publish_v2(),
         ),
         False,
-        "global_model still degraded: tier backup, version bbbbbbbbbbbb… after "
-        "10.0 s (published at t=1.00 s).",
+        "global_model still degraded: tier backup, version bbbbbbbbbbbb… instead "
+        "of 222222222222…, after 10.0 s (published at t=1.00 s).",
     ),
     "healthy too late": (
         lambda: context(
@@ -517,8 +517,8 @@ RECOVERED: dict[str, Case] = {
             recoveries=publish_v2(),
         ),
         False,
-        "global_model still degraded: tier backup, version bbbbbbbbbbbb… after "
-        "9.5 s (published at t=1.00 s).",
+        "global_model still degraded: tier backup, version bbbbbbbbbbbb… instead "
+        "of 222222222222…, after 9.5 s (published at t=1.00 s).",
     ),
     "healthy with old version": (
         lambda: context(
@@ -526,8 +526,8 @@ RECOVERED: dict[str, Case] = {
             recoveries=publish_v2(),
         ),
         False,
-        "global_model still healthy: tier primary, version 111111111111… after "
-        "0.5 s (published at t=1.00 s).",
+        "global_model still healthy: tier primary, version 111111111111… instead "
+        "of 222222222222…, after 0.5 s (published at t=1.00 s).",
     ),
     "healthy before the publish": (
         lambda: context(
@@ -535,8 +535,8 @@ RECOVERED: dict[str, Case] = {
             recoveries=publish_v2(),
         ),
         False,
-        "global_model still degraded: tier backup, version bbbbbbbbbbbb… after "
-        "1.0 s (published at t=1.00 s).",
+        "global_model still degraded: tier backup, version bbbbbbbbbbbb… instead "
+        "of 222222222222…, after 1.0 s (published at t=1.00 s).",
     ),
     "probe stopped early": (
         lambda: context(
@@ -544,8 +544,9 @@ RECOVERED: dict[str, Case] = {
             recoveries=publish_v2(),
         ),
         False,
-        "global_model still degraded: tier backup, version bbbbbbbbbbbb… after "
-        "2.0 s (published at t=1.00 s, when the probe stopped).",
+        "global_model still degraded: tier backup, version bbbbbbbbbbbb… instead "
+        "of 222222222222…, after 2.0 s (published at t=1.00 s, when the probe "
+        "stopped).",
     ),
     "target down": (
         lambda: context(
@@ -576,7 +577,8 @@ RECOVERED: dict[str, Case] = {
         False,
         "global_model was healthy with version 222222222222… 0.50 s after the "
         "publish at t=1.00 s; champion_model still healthy: tier primary, "
-        "version cccccccccccc… after 0.5 s (published at t=1.00 s).",
+        "version cccccccccccc… instead of dddddddddddd…, after 0.5 s (published "
+        "at t=1.00 s).",
     ),
     "nothing published": (
         lambda: context(steady(1.0)),

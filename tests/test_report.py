@@ -32,7 +32,8 @@ REPLAY = (
     "model-chaos run --target process --loader basic --seed 1234 -k torn_write_reload"
 )
 RECOVERED_DETAIL = (
-    "global_model still degraded: tier backup, version bbbbbbbbbbbb… after "
+    "global_model still degraded: tier backup, version bbbbbbbbbbbb… instead of "
+    "222222222222…, after "
     "10.0 s (published at t=2.00 s)."
 )
 

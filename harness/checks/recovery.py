@@ -63,7 +63,7 @@ def recovered(ctx: CheckContext) -> CheckResult:
         offending.append(last)
         waited = min(last.t - recovery.published_at, bound)
         sentence = (
-            f"{recovery.model} {_reported_instead(last, recovery.model)} after "
+            f"{recovery.model} {_reported_instead(last, recovery)} after "
             f"{waited:.1f} s (published at {view.at(recovery.published_at)}"
         )
         if last is health[-1] and waited < bound:
@@ -88,10 +88,13 @@ def _serves(sample: Sample, recovery: Recovery) -> bool:
     )
 
 
-def _reported_instead(sample: Sample, model: str) -> str:
+def _reported_instead(sample: Sample, recovery: Recovery) -> str:
     if not sample.ok:
         failure = outcome_text(sample)
         return f"was not healthy: the last health request failed with {failure}"
-    tier = sample.tiers.get(model)
-    version = short_version(sample.versions.get(model))
-    return f"still {sample.status or 'without status'}: tier {tier}, version {version}"
+    tier = sample.tiers.get(recovery.model)
+    version = short_version(sample.versions.get(recovery.model))
+    return (
+        f"still {sample.status or 'without status'}: tier {tier}, version "
+        f"{version} instead of {short_version(recovery.sha256)},"
+    )
