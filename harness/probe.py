@@ -126,6 +126,8 @@ class Probe:
         self._stop_requested.set()
         deadline = now() + self.timeout + 5.0
         for thread in self._threads:
+            if thread.ident is None:
+                continue  # Ctrl-C or SIGTERM came while start() started threads
             thread.join(max(deadline - now(), 0.0))
             if thread.is_alive():
                 logger.error(

@@ -542,3 +542,29 @@ def test_proxy_variables_ignored(
 
     assert sample.error is None
     assert sample.http_status == 200
+
+
+def test_stop_after_an_interrupted_start(
+    service: CannedService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C or SIGTERM after the first thread started and before the others.
+    probe = Probe(service.url, Timeline(), canned_model_set(), interval=0.02)
+    start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        # The canned service starts a thread per request, and those must run.
+        if thread.name.startswith("probe "):
+            if started:
+                raise KeyboardInterrupt
+            started.append(thread)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        probe.start()
+    monkeypatch.undo()
+
+    probe.stop()
+
+    assert not started[0].is_alive()
