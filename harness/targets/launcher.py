@@ -188,6 +188,11 @@ class Launcher:
             except OSError as err:
                 self._forget()
                 raise LauncherError(f"the launcher stopped responding: {err}") from err
+            except BaseException:
+                # An interrupt between a request and its reply would leave the
+                # reply to be read as the next request's, so the launcher goes.
+                self._forget()
+                raise
             if not line:
                 # The next request starts a new launcher.
                 self._forget()
