@@ -470,7 +470,7 @@ def _sweep(args: argparse.Namespace) -> int:
     )
     point_latest(report_dir, run_id)
     if not result.cases:
-        # Exit 0 would say the loader survived damage it never saw.
+        # Exit 0 would claim that the loader survived damage it never saw.
         reasons = "; ".join(
             f"{kind}: {summary.skipped or 'no copy drawn'}"
             for kind, summary in result.summaries.items()

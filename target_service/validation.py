@@ -167,7 +167,7 @@ def check_tree_links(model: Any) -> None:
     """Raise :class:`LoadFailure` when a decision tree in ``model`` is malformed.
 
     scikit-learn does not check a tree's node links when it unpickles one, and
-    its predict then follows whatever they say. A child index outside the node
+    its predict then follows whatever links it finds. A child index outside the node
     array reads memory that changes from run to run, so the canary outputs may
     come out right in validation and wrong in the serving process. scikit-learn
     appends each node after its parent, so every child index is above its

@@ -6,10 +6,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from service_support import alive, wait_for
 
 from harness.cleanup import clean, set_run, start_time, track
 from harness.targets.process import living_group_members
@@ -174,20 +174,9 @@ time.sleep(600)
     assert parent.stdout is not None
     with parent.stdout:
         child = int(parent.stdout.readline())
-    assert child_alive(child)
+    assert alive(child)
 
     parent.kill()
     parent.wait()
 
-    deadline = time.monotonic() + 10
-    while child_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not child_alive(child)
-
-
-def child_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    wait_for(lambda: not alive(child), timeout=10)

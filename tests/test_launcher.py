@@ -104,8 +104,8 @@ def test_close_kills_the_services_still_running(
 
 
 def test_services_die_with_a_killed_harness(tmp_path: Path) -> None:
-    # A harness killed with SIGKILL cannot clean up; the launcher sees its
-    # stdin close and kills what it started.
+    # A harness killed with SIGKILL cannot clean up, so the launcher reads the
+    # end of its stdin and kills what it started.
     harness = textwrap.dedent(
         f"""
         import os, sys, time
@@ -153,7 +153,7 @@ def test_missing_module_exits_with_status_1(tmp_path: Path) -> None:
     launcher = Launcher(module="no_such_module_anywhere")
     try:
         service = launcher.spawn([], dict(os.environ), tmp_path / "log")
-        # The launcher starts without it; the fork fails to find it and says so.
+        # The launcher starts without it, and the fork fails to import it.
         assert service.wait(timeout=TIMEOUT) == 1
         assert (
             "No module named no_such_module_anywhere" in (tmp_path / "log").read_text()

@@ -157,7 +157,7 @@ def unreached_split(forest: Any, rows: list[list[float]]) -> tuple[int, int]:
 
 def test_validator_rejects_feature_out_of_range(tmp_path: Path) -> None:
     # The canary rows never reach the damaged split, so only the check of the
-    # tree's links can see it; predict on other rows would read past the row.
+    # tree's links can find it. Predict on other rows would read past the row.
     forest = copy.deepcopy(trained_models().forest)
     number, node = unreached_split(forest, canary_rows())
     forest.estimators_[number].tree_.feature[node] = 524312

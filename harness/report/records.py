@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# What every report says of a run that Ctrl-C or SIGTERM stopped.
+# The note every report adds to a run that Ctrl-C or SIGTERM stopped.
 INTERRUPTED_NOTE = (
     "The run was interrupted: scenarios that had not finished are missing, so "
     "these counts do not cover the whole selection."

@@ -1,8 +1,8 @@
 """The steps of a fault sequence, and how one is drawn from a seed.
 
-A step is a small record (damage this file, publish that version, write a
-file torn in half, restart, pause) so that a sequence can be shrunk, saved in
-a report and written back out as the source of a scenario module.
+A step is a small record: damage this file, publish that version, write a
+file torn in half, restart or pause. Small records let a sequence be shrunk,
+saved in a report and written back out as the source of a scenario module.
 """
 
 from __future__ import annotations
